@@ -1,0 +1,67 @@
+import { Code } from "@connectrpc/connect";
+
+/** The error domain put in every google.rpc.ErrorInfo latchkey returns. */
+export const ERROR_DOMAIN = "latchkey.dev";
+
+/** One bad field of a request, reported as a google.rpc.BadRequest field violation. */
+export interface FieldViolation {
+  /** Field path in the request, e.g. `name`, `allowed_cidrs[2]`, `metadata["region"]`. */
+  readonly field: string;
+  /** What is wrong, for a human; never echoes a secret. */
+  readonly description: string;
+}
+
+export interface LatchkeyErrorOptions {
+  readonly violations?: readonly FieldViolation[];
+  /** Extra ErrorInfo metadata (machine-readable, no secrets). */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Internal cause: logged, never sent to the client. */
+  readonly cause?: unknown;
+}
+
+/**
+ * The one error type services throw. Both listeners map it through the same error mapper to a
+ * status code with exactly one google.rpc.ErrorInfo (domain latchkey.dev, UPPER_SNAKE reason)
+ * and, for bad fields, a google.rpc.BadRequest. Anything else thrown by a handler is a bug and
+ * leaves as INTERNAL with a generic message (the cause goes to the log only).
+ */
+export class LatchkeyError extends Error {
+  override readonly name = "LatchkeyError";
+  readonly violations: readonly FieldViolation[];
+  readonly metadata: Readonly<Record<string, string>>;
+
+  constructor(
+    readonly code: Code,
+    readonly reason: string,
+    message: string,
+    options: LatchkeyErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.violations = options.violations ?? [];
+    this.metadata = options.metadata ?? {};
+  }
+}
+
+/** INVALID_ARGUMENT naming every bad field; the message names them too. */
+export function invalidArgument(violations: readonly FieldViolation[]): LatchkeyError {
+  const first = violations[0];
+  const message =
+    violations.length === 1 && first !== undefined
+      ? `invalid ${first.field}: ${first.description}`
+      : `invalid request: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`;
+  return new LatchkeyError(Code.InvalidArgument, "INVALID_ARGUMENT", message, { violations });
+}
+
+export function notFound(what: string): LatchkeyError {
+  return new LatchkeyError(Code.NotFound, "TOKEN_NOT_FOUND", `${what} not found`);
+}
+
+export function unimplemented(method: string): LatchkeyError {
+  return new LatchkeyError(Code.Unimplemented, "UNIMPLEMENTED", `${method} is not implemented yet`);
+}
+
+export function unavailable(what: string, cause?: unknown): LatchkeyError {
+  return new LatchkeyError(Code.Unavailable, "STORAGE_UNAVAILABLE", `${what} is unavailable`, {
+    cause,
+  });
+}
