@@ -1,0 +1,62 @@
+import type { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
+import type { TokenRecord } from "../domain/token-record.js";
+
+/** One verification request, from VerifyToken, the admin authentication or a gateway check. */
+export interface VerifyInput {
+  /** The presented token string (plain; hashed on arrival, never stored or logged). */
+  readonly token: string;
+  readonly requiredPermissions: readonly string[];
+  /** "" when unknown. */
+  readonly clientIp: string;
+  /** "" when any org will do. */
+  readonly orgId: string;
+  readonly method: string;
+  readonly path: string;
+  readonly requestId: string;
+  /**
+   * Who asks: "verify" (VerifyToken and gateway checks: audited per the audit mode) or
+   * "admin" (authentication of a TokenAdminService call: only denials are audited, with
+   * action `auth.denied`; the admin action writes its own row).
+   */
+  readonly purpose: "verify" | "admin";
+}
+
+/** The decision and, when the token exists, its record. */
+export interface VerifyOutcome {
+  readonly code: VerifyCode;
+  /** Set whenever the token was found (even when denied). */
+  readonly record: TokenRecord | undefined;
+  /** Uses left after this one, for tokens with a use limit and a VALID decision. */
+  readonly remainingUses: number | undefined;
+  /** When RATE_LIMITED: milliseconds until a verification may pass. */
+  readonly retryAfterMs: number | undefined;
+}
+
+/** A token whose stored state changed; caches keyed by secret hash or id must drop it. */
+export interface TokenChange {
+  readonly id: string;
+  /** SHA-256 of the secret (32 bytes), as stored in tokens.secret_hash. */
+  readonly secretHash: Uint8Array;
+  /** Why, for revocation watchers ("revoked", "rotated", "updated", …). */
+  readonly kind: "revoked" | "updated" | "rotated";
+  readonly orgId: string;
+  readonly reason: string;
+}
+
+/**
+ * The verification core: one implementation behind VerifyToken, the admin authentication and
+ * the gateway checks, so that a revoked, expired, exhausted or IP-restricted token is refused
+ * the same way everywhere. Throws LatchkeyError UNAVAILABLE when it cannot decide (never
+ * answers VALID when unsure).
+ */
+export interface Verifier {
+  verify(input: VerifyInput): Promise<VerifyOutcome>;
+  /**
+   * Called by the admin service right after a change commits: the local tier drops the tokens
+   * before this resolves, and other instances hear of it through Redis pub/sub.
+   */
+  tokensChanged(changes: readonly TokenChange[]): Promise<void>;
+  /** Flushes usage counters and audit rows (on shutdown, and by tests). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
