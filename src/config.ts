@@ -1,0 +1,201 @@
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { resolve } from "node:path";
+
+/** Which verifications write an audit row. */
+export type AuditMode = "all" | "denials" | "none";
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The whole configuration, read once from the environment at start. */
+export interface Config {
+  readonly grpcListen: ListenAddress;
+  readonly httpListen: ListenAddress;
+  /** Unset: run an embedded Postgres under dataDir. */
+  readonly databaseUrl: string | undefined;
+  /** Unset: in-process cache only (a single instance). */
+  readonly redisUrl: string | undefined;
+  readonly dataDir: string;
+  readonly tokenPrefix: string;
+  /** Unset: never bootstrap. */
+  readonly bootstrapOrg: string | undefined;
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  readonly auditMode: AuditMode;
+  /** Entries in the in-process token cache. */
+  readonly cacheSize: number;
+  /** How long a locally cached token may be trusted without re-reading it (ms). */
+  readonly cacheMaxStalenessMs: number;
+  /** Worker processes behind the listeners (node:cluster); 1 runs in-process. */
+  readonly workers: number;
+  /** Database pool size per process. */
+  readonly databasePoolSize: number;
+}
+
+/** Thrown with every configuration problem at once, each naming its variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const AUDIT_MODES = ["all", "denials", "none"] as const;
+
+/**
+ * Reads and validates the environment once. Nothing else in latchkey reads process.env, so
+ * this is the one place that documents every knob. All problems are collected and reported
+ * together, so an operator fixes a deployment in one round.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const value = env[name];
+    return value === undefined || value.trim() === "" ? undefined : value.trim();
+  };
+
+  const listen = (name: string, fallback: string): ListenAddress => {
+    const raw = str(name) ?? fallback;
+    const parsed = parseHostPort(raw);
+    if (parsed === undefined) {
+      problems.push(`${name}=${raw}: expected host:port, e.g. 127.0.0.1:50051 or [::1]:50051`);
+      return { host: "127.0.0.1", port: 0 };
+    }
+    return parsed;
+  };
+
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      problems.push(`${name}=${raw}: expected a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const found = allowed.find((a) => a === raw.toLowerCase());
+    if (found === undefined) {
+      problems.push(`${name}=${raw}: expected one of ${allowed.join(", ")}`);
+      return fallback;
+    }
+    return found;
+  };
+
+  const url = (name: string, schemes: readonly string[]): string | undefined => {
+    const raw = str(name);
+    if (raw === undefined) return undefined;
+    let scheme: string;
+    try {
+      scheme = new URL(raw).protocol.replace(/:$/, "");
+    } catch {
+      problems.push(`${name}: not a valid URL (expected ${schemes[0]}://…)`);
+      return undefined;
+    }
+    if (!schemes.includes(scheme)) {
+      problems.push(`${name}: expected a ${schemes.join(" or ")} URL, got scheme "${scheme}"`);
+      return undefined;
+    }
+    return raw;
+  };
+
+  const grpcListen = listen("LATCHKEY_GRPC_LISTEN", "127.0.0.1:50051");
+  const httpListen = listen("LATCHKEY_HTTP_LISTEN", "127.0.0.1:8080");
+  if (grpcListen.port !== 0 && grpcListen.port === httpListen.port) {
+    problems.push(
+      `LATCHKEY_GRPC_LISTEN and LATCHKEY_HTTP_LISTEN: both use port ${grpcListen.port}; give each its own port`,
+    );
+  }
+  const databaseUrl = url("DATABASE_URL", ["postgres", "postgresql"]);
+  const databaseUrlGiven = str("DATABASE_URL") !== undefined;
+  const redisUrl = url("REDIS_URL", ["redis", "rediss", "valkey", "valkeys"]);
+  const dataDir = resolve(str("LATCHKEY_DATA_DIR") ?? "./.latchkey");
+
+  const tokenPrefix = str("LATCHKEY_TOKEN_PREFIX") ?? "lk";
+  if (!/^[a-z][a-z0-9]{0,15}$/.test(tokenPrefix)) {
+    problems.push(
+      `LATCHKEY_TOKEN_PREFIX=${tokenPrefix}: expected 1-16 lower-case letters or digits, starting with a letter`,
+    );
+  }
+
+  const bootstrapRaw = env.LATCHKEY_BOOTSTRAP_ORG;
+  let bootstrapOrg: string | undefined;
+  if (bootstrapRaw === undefined) {
+    bootstrapOrg = databaseUrlGiven ? undefined : "default";
+  } else if (bootstrapRaw.trim() === "") {
+    bootstrapOrg = undefined; // explicitly disabled
+  } else if (!/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/.test(bootstrapRaw.trim())) {
+    problems.push(
+      `LATCHKEY_BOOTSTRAP_ORG=${bootstrapRaw}: expected an org id of letters, digits and _ . : @ - (at most 128)`,
+    );
+  } else {
+    bootstrapOrg = bootstrapRaw.trim();
+  }
+
+  const certPath = str("LATCHKEY_TLS_CERT");
+  const keyPath = str("LATCHKEY_TLS_KEY");
+  let tls: Config["tls"];
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    problems.push("LATCHKEY_TLS_CERT and LATCHKEY_TLS_KEY: set both or neither");
+  } else if (certPath !== undefined && keyPath !== undefined) {
+    const read = (name: string, path: string): Buffer | undefined => {
+      try {
+        return readFileSync(path);
+      } catch {
+        problems.push(`${name}=${path}: cannot read the file`);
+        return undefined;
+      }
+    };
+    const cert = read("LATCHKEY_TLS_CERT", certPath);
+    const key = read("LATCHKEY_TLS_KEY", keyPath);
+    if (cert !== undefined && key !== undefined) tls = { cert, key };
+  }
+
+  const config: Config = {
+    grpcListen,
+    httpListen,
+    databaseUrl,
+    redisUrl,
+    dataDir,
+    tokenPrefix,
+    bootstrapOrg,
+    tls,
+    logLevel: oneOf("LATCHKEY_LOG_LEVEL", LOG_LEVELS, "info"),
+    auditMode: oneOf("LATCHKEY_AUDIT_MODE", AUDIT_MODES, "all"),
+    cacheSize: int("LATCHKEY_CACHE_SIZE", 100_000, 0, 10_000_000),
+    cacheMaxStalenessMs: int("LATCHKEY_CACHE_MAX_STALENESS_MS", 30_000, 0, 3_600_000),
+    workers: int("LATCHKEY_WORKERS", 1, 1, 64),
+    databasePoolSize: int("LATCHKEY_DATABASE_POOL_SIZE", 10, 1, 200),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** Parses `host:port`, `[v6]:port` or `:port` (all interfaces); port 0 picks a free one. */
+export function parseHostPort(raw: string): ListenAddress | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(raw);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const v6 = m[1];
+  if (v6 !== undefined) return isIP(v6) === 6 ? { host: v6, port } : undefined;
+  const host = m[2] ?? "";
+  if (host === "") return { host: "0.0.0.0", port };
+  if (isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) return undefined;
+  return { host, port };
+}
+
+/** Formats an address for logs and for grpc-js `bindAsync` (`[::1]:50051`). */
+export function formatHostPort(a: ListenAddress): string {
+  return isIP(a.host) === 6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
