@@ -44,7 +44,7 @@ curl -fsS "http://127.0.0.1:$http_port/readyz" && echo
 pgpids=$(pgrep -f "$data/pg" || true)
 [ -n "$pgpids" ] || { echo "smoke: no embedded postgres process found" >&2; exit 1; }
 start=$(date +%s)
-kill -TERM -- "-$pid"
+kill -TERM "$pid"   # the main pid only, as a process manager would
 for _ in $(seq 1 100); do
   if ! kill -0 "$pid" 2>/dev/null && ! pgrep -f "$data/pg" >/dev/null; then break; fi
   sleep 0.1
