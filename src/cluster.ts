@@ -1,0 +1,58 @@
+import cluster, { type Worker } from "node:cluster";
+
+/**
+ * Runs `startWorker` in `workers` processes behind the same listeners (node:cluster shares the
+ * listening sockets; the primary hands connections out round-robin), so verification uses
+ * every core. The primary only supervises: a worker that dies unexpectedly is replaced (at
+ * most once per second, so a worker that cannot start does not fork-bomb), SIGTERM or SIGINT
+ * on the primary stops every worker gracefully (each runs its own shutdown: listeners close,
+ * usage and audit are flushed) and the primary exits when they are gone, with code 1 if any
+ * worker failed to stop within `stopTimeoutMs`. In a worker, it just calls `startWorker`.
+ */
+export async function runClustered(
+  workers: number,
+  startWorker: () => Promise<void>,
+  stopTimeoutMs = 15_000,
+): Promise<void> {
+  if (workers <= 1 || !cluster.isPrimary) {
+    await startWorker();
+    return;
+  }
+  // Round-robin is the default on Linux; set it explicitly so it does not depend on the platform.
+  cluster.schedulingPolicy = cluster.SCHED_RR;
+  let stopping = false;
+  let lastFork = 0;
+  const fork = (): Worker => {
+    lastFork = Date.now();
+    return cluster.fork();
+  };
+  for (let i = 0; i < workers; i++) fork();
+
+  cluster.on("exit", (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    process.stderr.write(
+      `latchkey: worker ${worker.process.pid} exited (code ${code}, signal ${signal}); replacing it\n`,
+    );
+    const wait = Math.max(0, lastFork + 1_000 - Date.now());
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, wait);
+  });
+
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    if (alive.length === 0) process.exit(0);
+    for (const w of alive) w.process.kill(signal);
+    setTimeout(() => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill("SIGKILL");
+      process.exit(1);
+    }, stopTimeoutMs).unref();
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGTERM"));
+}

@@ -1,0 +1,162 @@
+import type { FieldViolation } from "../errors.js";
+import { AuditDecision, TokenState, TokenType } from "../gen/latchkey/v1/token_pb.js";
+
+/** ListTokens / ListAuditEvents page size when the request gives none (AIP-158). */
+export const DEFAULT_PAGE_SIZE = 50;
+/** Largest page a List returns; larger requests are refused, not silently capped. */
+export const MAX_PAGE_SIZE = 1000;
+/** Ids per BatchRevokeTokens / BatchUpdateTokens call (one transaction each). */
+export const MAX_BATCH_IDS = 1000;
+/** Tokens a BatchRevokeTokens filter may select; more must be narrowed first. */
+export const MAX_FILTER_REVOKE = 10_000;
+/** Longest RotateToken grace period. */
+export const MAX_GRACE_MS = 7 * 24 * 3600 * 1000;
+/** Metadata keys a token may hold (also after a batch update). */
+export const MAX_METADATA_KEYS = 32;
+/** Rate limits per token, and their window bounds. */
+export const MAX_RATE_LIMITS = 5;
+export const MIN_RATE_WINDOW_MS = 1000;
+export const MAX_RATE_WINDOW_MS = 24 * 3600 * 1000;
+/** Concurrency slots per token. */
+export const MAX_CONCURRENT = 1000;
+/** Length limits of free-text request fields. */
+export const MAX_REQUEST_ID = 128;
+export const MAX_REASON = 500;
+
+/** The UpdateToken mask paths, in snake_case (camelCase spellings are accepted too). */
+export const UPDATE_PATHS = [
+  "name",
+  "metadata",
+  "allowed_cidrs",
+  "expire_time",
+  "permissions",
+] as const;
+export type UpdatePath = (typeof UPDATE_PATHS)[number];
+
+/**
+ * Maps a FieldMask path to the update it names. JSON clients send lowerCamelCase, which
+ * protobuf-es turns back into snake_case, but binary clients may send either spelling.
+ */
+export function updatePath(path: string): UpdatePath | undefined {
+  const snake = path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return UPDATE_PATHS.find((p) => p === snake);
+}
+
+/** A type's name as people write it, for error messages ("CI/CD tokens"). */
+export function typeLabel(type: TokenType): string {
+  switch (type) {
+    case TokenType.PERSONAL:
+      return "personal";
+    case TokenType.TEAM:
+      return "team";
+    case TokenType.CICD:
+      return "CI/CD";
+    case TokenType.EPHEMERAL:
+      return "ephemeral";
+    case TokenType.UNSPECIFIED:
+      return "unspecified";
+  }
+}
+
+/** A duration for humans: "90-day", "24-hour", "1-year" style, as used in cap messages. */
+export function durationLabel(ms: number): string {
+  const day = 24 * 3600 * 1000;
+  if (ms % (365 * day) === 0) return `${ms / (365 * day)}-year`;
+  if (ms % day === 0) return `${ms / day}-day`;
+  if (ms % (3600 * 1000) === 0) return `${ms / (3600 * 1000)}-hour`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}-minute`;
+  return `${Math.round(ms / 1000)}-second`;
+}
+
+/** "ttl exceeds the 90-day maximum for CI/CD tokens": names the cap that was hit. */
+export function capMessage(what: string, capMs: number, type: TokenType): string {
+  return `${what} exceeds the ${durationLabel(capMs)} maximum for ${typeLabel(type)} tokens`;
+}
+
+/** True for a TokenType value this server knows (and that is not UNSPECIFIED). */
+export function isKnownType(n: number): n is TokenType {
+  return (
+    n === TokenType.PERSONAL ||
+    n === TokenType.TEAM ||
+    n === TokenType.CICD ||
+    n === TokenType.EPHEMERAL
+  );
+}
+
+/** True for a TokenState value this server knows (UNSPECIFIED included: "any state"). */
+export function isKnownState(n: number): n is TokenState {
+  return (
+    n === TokenState.UNSPECIFIED ||
+    n === TokenState.ACTIVE ||
+    n === TokenState.EXPIRED ||
+    n === TokenState.REVOKED ||
+    n === TokenState.EXHAUSTED
+  );
+}
+
+/** True for an AuditDecision value this server knows (UNSPECIFIED included: "any"). */
+export function isKnownDecision(n: number): n is AuditDecision {
+  return (
+    n === AuditDecision.UNSPECIFIED || n === AuditDecision.ALLOW || n === AuditDecision.DENY
+  );
+}
+
+/**
+ * Page size of a List request: 0 means the default, negatives and sizes above the maximum are
+ * refused (AIP-158 allows capping, but a refusal tells the client its loop is wrong).
+ */
+export function pageSize(n: number, field: string): { size: number; violations: FieldViolation[] } {
+  if (n < 0) return { size: 0, violations: [{ field, description: "must not be negative" }] };
+  if (n > MAX_PAGE_SIZE) {
+    return { size: 0, violations: [{ field, description: `must be at most ${MAX_PAGE_SIZE}` }] };
+  }
+  return { size: n === 0 ? DEFAULT_PAGE_SIZE : n, violations: [] };
+}
+
+/** Printable text of at most `max` characters (empty allowed): request ids, reasons, filters. */
+export function checkText(value: string, field: string, max: number): FieldViolation[] {
+  if ([...value].length > max) return [{ field, description: `must be at most ${max} characters` }];
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(value)) {
+    return [{ field, description: "must not contain control characters" }];
+  }
+  return [];
+}
+
+/** A rate limit as given in a request, before it is stored. */
+export interface RateLimitInput {
+  readonly name: string;
+  readonly limit: bigint;
+  /** undefined when the request left the window unset. */
+  readonly windowMs: number | undefined;
+}
+
+/** Rate limits of CreateToken: at most 5, unique names of 1-64 characters, sane bounds. */
+export function checkRateLimits(list: readonly RateLimitInput[], field: string): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  if (list.length > MAX_RATE_LIMITS) {
+    out.push({ field, description: `at most ${MAX_RATE_LIMITS} rate limits` });
+    return out;
+  }
+  const seen = new Set<string>();
+  list.forEach((r, i) => {
+    const f = `${field}[${i}]`;
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(r.name)) {
+      out.push({ field: `${f}.name`, description: "must be 1-64 characters of [A-Za-z0-9_.-]" });
+    } else if (seen.has(r.name)) {
+      out.push({ field: `${f}.name`, description: "duplicate rate limit name" });
+    }
+    seen.add(r.name);
+    if (r.limit < 1n || r.limit > 1_000_000_000n) {
+      out.push({ field: `${f}.limit`, description: "must be from 1 to 1000000000" });
+    }
+    if (
+      r.windowMs === undefined ||
+      r.windowMs < MIN_RATE_WINDOW_MS ||
+      r.windowMs > MAX_RATE_WINDOW_MS
+    ) {
+      out.push({ field: `${f}.window`, description: "must be from 1 second to 1 day" });
+    }
+  });
+  return out;
+}

@@ -1,0 +1,125 @@
+import { create } from "@bufbuild/protobuf";
+import { type Duration, DurationSchema, type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import type { TokenRecord } from "../domain/token-record.js";
+import { unimplemented } from "../errors.js";
+import {
+  type TokenVerifyService,
+  VerifyCode,
+  type VerifyTokenResponse,
+  VerifyTokenResponseSchema,
+} from "../gen/latchkey/v1/token_verify_service_pb.js";
+import type { CallContext, ServiceHandlers } from "./context.js";
+import type { Verifier } from "./verifier-types.js";
+
+export interface VerifyServiceDeps {
+  readonly verifier: Verifier;
+}
+
+const MALFORMED = create(VerifyTokenResponseSchema, { valid: false, code: VerifyCode.MALFORMED });
+const NOT_FOUND = create(VerifyTokenResponseSchema, { valid: false, code: VerifyCode.NOT_FOUND });
+
+/**
+ * Responses without per-call fields, built once per (record, code) and reused: the common case
+ * (a cached token, VALID, no use limit) then allocates no response at all. A record object is
+ * replaced whenever its token changes, so the cache cannot outlive the data it was built from.
+ */
+const responses = new WeakMap<TokenRecord, VerifyTokenResponse[]>();
+
+function expireTimestamp(ms: number | null): Timestamp | undefined {
+  if (ms === null) return undefined;
+  const seconds = Math.floor(ms / 1000);
+  return create(TimestampSchema, {
+    seconds: BigInt(seconds),
+    nanos: (ms - seconds * 1000) * 1_000_000,
+  });
+}
+
+function durationFromMs(ms: number): Duration {
+  const seconds = Math.floor(ms / 1000);
+  return create(DurationSchema, {
+    seconds: BigInt(seconds),
+    nanos: (ms - seconds * 1000) * 1_000_000,
+  });
+}
+
+function buildResponse(record: TokenRecord, code: VerifyCode): VerifyTokenResponse {
+  return create(VerifyTokenResponseSchema, {
+    valid: code === VerifyCode.VALID,
+    code,
+    tokenId: record.id,
+    name: record.name,
+    type: record.type,
+    orgId: record.orgId,
+    teamId: record.teamId,
+    ownerId: record.ownerId,
+    permissions: [...record.permissions],
+    metadata: { ...record.metadata },
+    expireTime: expireTimestamp(record.expireTimeMs),
+  });
+}
+
+function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenResponse {
+  let byCode = responses.get(record);
+  if (byCode === undefined) {
+    byCode = [];
+    responses.set(record, byCode);
+  }
+  let response = byCode[code];
+  if (response === undefined) {
+    response = buildResponse(record, code);
+    byCode[code] = response;
+  }
+  return response;
+}
+
+/**
+ * TokenVerifyService on both listeners. VerifyToken answers every business denial as data
+ * (valid=false and a code; identity fields whenever the token exists) and raises a gRPC error
+ * only when latchkey itself cannot decide (UNAVAILABLE from the verifier). Slots and the
+ * revocation stream belong to a later issue and answer UNIMPLEMENTED.
+ */
+export function createVerifyService(deps: VerifyServiceDeps): ServiceHandlers<typeof TokenVerifyService> {
+  const { verifier } = deps;
+  return {
+    async verifyToken(request, context: CallContext) {
+      const outcome = await verifier.verify({
+        token: request.token,
+        requiredPermissions: request.requiredPermissions,
+        clientIp: request.clientIp,
+        orgId: request.orgId,
+        method: request.method,
+        path: request.path,
+        requestId: request.requestId !== "" ? request.requestId : (context.header("x-request-id") ?? ""),
+        purpose: "verify",
+      });
+      const record = outcome.record;
+      if (record === undefined) {
+        return outcome.code === VerifyCode.MALFORMED
+          ? MALFORMED
+          : outcome.code === VerifyCode.NOT_FOUND
+            ? NOT_FOUND
+            : create(VerifyTokenResponseSchema, { valid: false, code: outcome.code });
+      }
+      if (outcome.remainingUses === undefined && outcome.retryAfterMs === undefined) {
+        return sharedResponse(record, outcome.code);
+      }
+      const response = buildResponse(record, outcome.code);
+      if (outcome.remainingUses !== undefined) response.remainingUses = BigInt(outcome.remainingUses);
+      if (outcome.retryAfterMs !== undefined) response.retryAfter = durationFromMs(outcome.retryAfterMs);
+      return response;
+    },
+    async acquireSlot() {
+      throw unimplemented("AcquireSlot");
+    },
+    async renewSlot() {
+      throw unimplemented("RenewSlot");
+    },
+    async releaseSlot() {
+      throw unimplemented("ReleaseSlot");
+    },
+    // biome-ignore lint/correctness/useYield: not implemented in this issue; throws on first pull.
+    async *watchRevocations() {
+      throw unimplemented("WatchRevocations");
+    },
+  };
+}

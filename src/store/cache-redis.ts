@@ -1,0 +1,353 @@
+import { createHash } from "node:crypto";
+import { Redis } from "ioredis";
+import type { RateLimitRule, TokenRecord } from "../domain/token-record.js";
+
+/** What the Redis tier tells the verifier. */
+export interface RedisTierEvents {
+  /** Another instance (or this one) changed these tokens: drop them from the local tier. */
+  invalidated(hashes: readonly string[], ids: readonly string[]): void;
+  /**
+   * The subscription came back after a disconnect: messages may have been missed, so the
+   * local tier must be cleared.
+   */
+  resubscribed(): void;
+  warn(msg: string, err?: unknown): void;
+}
+
+export interface RedisTierOptions {
+  readonly url: string;
+  /** Prefix of every key and of the channel, so several deployments can share one Redis. */
+  readonly keyPrefix: string;
+  /** TTL of a cached record in Redis. */
+  readonly recordTtlMs: number;
+  /** How long after a change no instance may write the changed record back (cache race). */
+  readonly tombstoneMs: number;
+  /** Per-command timeout: a slow Redis must not hold verification up. */
+  readonly commandTimeoutMs: number;
+  readonly events: RedisTierEvents;
+}
+
+const FILL = `if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0`;
+
+const INVALIDATE = `for i = 1, #KEYS, 2 do
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], '1', 'PX', ARGV[1])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[3])`;
+
+/* Checks every rule first and counts only when all pass, so a refused call consumes nothing. */
+const RATE = `for i = 1, #KEYS do
+  local c = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if c >= tonumber(ARGV[i * 2 - 1]) then return i end
+end
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[i * 2]) end
+end
+return 0`;
+
+interface Script {
+  readonly src: string;
+  readonly sha: string;
+}
+
+function script(src: string): Script {
+  return { src, sha: createHash("sha1").update(src).digest("hex") };
+}
+
+const SCRIPTS = { fill: script(FILL), invalidate: script(INVALIDATE), rate: script(RATE) };
+
+/**
+ * The shared tier: compact token records under `<prefix>tok:<sha256 hex>` (never the secret),
+ * invalidations on the channel `<prefix>changes`, and per-token rate-limit windows. Every
+ * command fails fast when Redis is away (no offline queue, short timeouts), so the verifier
+ * falls back to its local tier and Postgres instead of waiting. Invalidations that could not be
+ * delivered are kept and replayed when Redis returns, so a revocation made during an outage
+ * cannot be undone by a stale record left in Redis.
+ */
+export class RedisTier {
+  private readonly cmd: Redis;
+  private readonly sub: Redis;
+  private readonly channel: string;
+  /** hash hex → token id of changes not yet applied to Redis. */
+  private readonly undelivered = new Map<string, string>();
+  private subscribedOnce = false;
+  private subscribedNow = false;
+  private closed = false;
+  /** Redis commands that failed (metrics). */
+  errors = 0;
+
+  constructor(private readonly options: RedisTierOptions) {
+    const common = {
+      lazyConnect: false,
+      connectTimeout: 1_000,
+      maxRetriesPerRequest: 0,
+      retryStrategy: (times: number) => Math.min(100 * times, 1_000),
+    } as const;
+    this.cmd = new Redis(options.url, {
+      ...common,
+      enableOfflineQueue: false,
+      commandTimeout: options.commandTimeoutMs,
+      enableAutoPipelining: true,
+    });
+    this.sub = new Redis(options.url, { ...common, enableOfflineQueue: true });
+    this.channel = `${options.keyPrefix}changes`;
+    this.cmd.on("error", () => {
+      // Reported through failed commands and readiness; ioredis reconnects on its own.
+    });
+    this.sub.on("error", () => {});
+    this.cmd.on("ready", () => {
+      void this.retryUndelivered();
+    });
+    this.sub.on("message", (_channel: string, message: string) => {
+      this.onMessage(message);
+    });
+    this.sub.on("ready", () => {
+      // ioredis re-subscribes on reconnect; the first subscribe is below.
+      if (this.subscribedOnce) {
+        this.subscribedNow = true;
+        this.options.events.resubscribed();
+      }
+    });
+    this.sub.on("close", () => {
+      this.subscribedNow = false;
+    });
+    this.sub.subscribe(this.channel).then(
+      () => {
+        this.subscribedOnce = true;
+        this.subscribedNow = true;
+      },
+      (err: unknown) => this.options.events.warn("redis subscribe failed", err),
+    );
+  }
+
+  /** Commands can be sent now. */
+  get ready(): boolean {
+    return this.cmd.status === "ready";
+  }
+
+  /** This instance hears other instances' changes now. */
+  get subscribed(): boolean {
+    return this.subscribedNow && this.sub.status === "ready";
+  }
+
+  private key(hashHex: string): string {
+    return `${this.options.keyPrefix}tok:${hashHex}`;
+  }
+
+  private tomb(hashHex: string): string {
+    return `${this.options.keyPrefix}tomb:${hashHex}`;
+  }
+
+  /**
+   * The cached record, null when Redis has none, undefined when Redis cannot answer (or the
+   * token has an undelivered change, so Redis may hold a stale copy).
+   */
+  async getRecord(hashHex: string): Promise<TokenRecord | null | undefined> {
+    if (!this.ready || this.undelivered.has(hashHex)) return undefined;
+    try {
+      const raw = await this.cmd.get(this.key(hashHex));
+      return raw === null ? null : decodeRecord(raw);
+    } catch {
+      this.errors++;
+      return undefined;
+    }
+  }
+
+  /** Caches a record read from Postgres, unless a change to it happened moments ago. */
+  fillRecord(hashHex: string, record: TokenRecord): void {
+    if (!this.ready || this.undelivered.has(hashHex)) return;
+    this.run(
+      SCRIPTS.fill,
+      [this.key(hashHex), this.tomb(hashHex)],
+      [encodeRecord(record), String(this.options.recordTtlMs)],
+    ).catch(() => {
+      this.errors++;
+    });
+  }
+
+  /**
+   * Deletes the changed records, blocks write-backs for a moment and tells every instance.
+   * When Redis cannot be reached the change is kept and replayed on reconnect.
+   */
+  async invalidate(changes: readonly { hashHex: string; id: string }[]): Promise<void> {
+    if (changes.length === 0) return;
+    for (const c of changes) this.undelivered.set(c.hashHex, c.id);
+    if (!this.ready) return;
+    await this.deliver(changes);
+  }
+
+  private async deliver(changes: readonly { hashHex: string; id: string }[]): Promise<void> {
+    const keys: string[] = [];
+    for (const c of changes) keys.push(this.key(c.hashHex), this.tomb(c.hashHex));
+    const message = JSON.stringify({
+      h: changes.map((c) => c.hashHex),
+      i: changes.map((c) => c.id),
+    });
+    try {
+      await this.run(SCRIPTS.invalidate, keys, [
+        String(this.options.tombstoneMs),
+        this.channel,
+        message,
+      ]);
+      for (const c of changes) {
+        if (this.undelivered.get(c.hashHex) === c.id) this.undelivered.delete(c.hashHex);
+      }
+    } catch (err) {
+      this.errors++;
+      this.options.events.warn("redis invalidation failed; will retry on reconnect", err);
+    }
+  }
+
+  /** Re-sends changes that did not reach Redis (on reconnect and from a periodic timer). */
+  async retryUndelivered(): Promise<void> {
+    if (this.undelivered.size === 0 || !this.ready) return;
+    const all = [...this.undelivered].map(([hashHex, id]) => ({ hashHex, id }));
+    for (let i = 0; i < all.length; i += 500) await this.deliver(all.slice(i, i + 500));
+  }
+
+  /** Changes waiting for Redis (metrics, tests). */
+  get undeliveredCount(): number {
+    return this.undelivered.size;
+  }
+
+  private onMessage(message: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      return;
+    }
+    if (typeof parsed !== "object" || parsed === null) return;
+    const { h, i } = parsed as { h?: unknown; i?: unknown };
+    const hashes = Array.isArray(h) ? h.filter((x): x is string => typeof x === "string") : [];
+    const ids = Array.isArray(i) ? i.filter((x): x is string => typeof x === "string") : [];
+    this.options.events.invalidated(hashes, ids);
+  }
+
+  /**
+   * Shared fixed-window rate limiting: 0 when the call may pass (and was counted in every
+   * window), the 1-based index of the first full rule otherwise, undefined when Redis cannot
+   * answer (the caller then limits locally).
+   */
+  async rateLimit(
+    tokenId: string,
+    rules: readonly RateLimitRule[],
+    nowMs: number,
+  ): Promise<number | undefined> {
+    if (!this.ready) return undefined;
+    const keys: string[] = [];
+    const args: string[] = [];
+    for (const r of rules) {
+      const window = Math.floor(nowMs / r.windowMs);
+      keys.push(`${this.options.keyPrefix}rl:${tokenId}:${r.name}:${r.windowMs}:${window}`);
+      args.push(String(r.limit), String(r.windowMs + 1_000));
+    }
+    try {
+      const result = await this.run(SCRIPTS.rate, keys, args);
+      return typeof result === "number" ? result : Number(result);
+    } catch {
+      this.errors++;
+      return undefined;
+    }
+  }
+
+  private async run(s: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    try {
+      return await this.cmd.evalsha(s.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (err instanceof Error && err.message.includes("NOSCRIPT")) {
+        return await this.cmd.eval(s.src, keys.length, ...keys, ...args);
+      }
+      throw err;
+    }
+  }
+
+  /** For /readyz: a PING within the command timeout. */
+  async ping(): Promise<boolean> {
+    if (!this.ready) return false;
+    try {
+      return (await this.cmd.ping()) === "PONG";
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([this.cmd.quit(), this.sub.quit()]);
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+}
+
+/** The Redis form of a record: JSON of the record itself (no secret, no hash). */
+export function encodeRecord(r: TokenRecord): string {
+  return JSON.stringify({
+    v: 1,
+    id: r.id,
+    n: r.name,
+    t: r.type,
+    o: r.orgId,
+    tm: r.teamId,
+    ow: r.ownerId,
+    p: r.permissions,
+    c: r.allowedCidrs,
+    m: r.metadata,
+    e: r.expireTimeMs,
+    r: r.revokeTimeMs,
+    mu: r.maxUses,
+    u: r.useCount,
+    rl: r.rateLimits.map((x) => [x.name, x.limit, x.windowMs]),
+    mc: r.maxConcurrent,
+  });
+}
+
+/** Parses a Redis record; undefined (treated as a miss) when it is not one this version wrote. */
+export function decodeRecord(raw: string): TokenRecord | undefined {
+  let x: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    if (typeof parsed !== "object" || parsed === null) return undefined;
+    x = parsed as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (x.v !== 1 || typeof x.id !== "string" || typeof x.o !== "string") return undefined;
+  const strs = (v: unknown): string[] =>
+    Array.isArray(v) ? v.filter((s): s is string => typeof s === "string") : [];
+  const num = (v: unknown): number | null => (typeof v === "number" ? v : null);
+  const meta: Record<string, string> = {};
+  if (typeof x.m === "object" && x.m !== null) {
+    for (const [k, v] of Object.entries(x.m)) if (typeof v === "string") meta[k] = v;
+  }
+  const rateLimits: RateLimitRule[] = [];
+  if (Array.isArray(x.rl)) {
+    for (const item of x.rl as unknown[]) {
+      if (!Array.isArray(item)) continue;
+      const [name, limit, windowMs] = item as unknown[];
+      if (typeof name === "string" && typeof limit === "number" && typeof windowMs === "number") {
+        rateLimits.push({ name, limit, windowMs });
+      }
+    }
+  }
+  return {
+    id: x.id,
+    name: typeof x.n === "string" ? x.n : "",
+    type: (typeof x.t === "number" ? x.t : 0) as TokenRecord["type"],
+    orgId: x.o,
+    teamId: typeof x.tm === "string" ? x.tm : "",
+    ownerId: typeof x.ow === "string" ? x.ow : "",
+    permissions: strs(x.p),
+    allowedCidrs: strs(x.c),
+    metadata: meta,
+    expireTimeMs: num(x.e),
+    revokeTimeMs: num(x.r),
+    maxUses: num(x.mu),
+    useCount: num(x.u) ?? 0,
+    rateLimits,
+    maxConcurrent: num(x.mc) ?? 0,
+  };
+}

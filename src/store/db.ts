@@ -1,0 +1,122 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+
+/**
+ * The one Postgres handle type the store passes around. Column names come back exactly as in
+ * the schema (snake_case; no transform). int8 columns (`use_count`, `max_uses`, `count(*)`)
+ * come back as strings, postgres.js's default, because a JS number silently loses precision
+ * past 2^53; convert where the value is known to be small. bytea comes back as a Buffer,
+ * timestamptz as a Date.
+ */
+export type Sql = postgres.Sql;
+
+/** Options of {@link connect}; everything else is fixed so every instance behaves alike. */
+export interface ConnectOptions {
+  /** Pool size. Default 10: verification is served from cache, the pool serves admin calls and batched writes. */
+  readonly max?: number;
+  /** Server notices (e.g. "relation already exists, skipping"). Default: dropped. */
+  readonly onnotice?: (notice: postgres.Notice) => void;
+}
+
+/**
+ * Opens the process's one connection pool. Connections open lazily, so this never fails; the
+ * first query (or {@link ping}) does. A dead server fails a query within 5 s instead of hanging.
+ */
+export function connect(url: string, opts: ConnectOptions = {}): Sql {
+  return postgres(url, {
+    max: opts.max ?? 10,
+    idle_timeout: 60,
+    connect_timeout: 5,
+    onnotice: opts.onnotice ?? (() => {}),
+    connection: { application_name: "latchkey" },
+  });
+}
+
+/**
+ * For /readyz and health: true when Postgres answers within `timeoutMs`. Never throws, so a
+ * probe can call it without a try block; a slow answer counts as down (the query is cancelled).
+ */
+export async function ping(sql: Sql, timeoutMs: number): Promise<boolean> {
+  const query = sql`select 1 as ok`;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([query.then(() => true), timeout]).then((ok) => {
+      if (!ok) {
+        // The query may still be queued behind a busy pool; don't let it linger.
+        query.cancel();
+        query.catch(() => {});
+      }
+      return ok;
+    });
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function monthStart(year: number, month: number): Date {
+  return new Date(Date.UTC(year, month, 1));
+}
+
+/**
+ * Makes sure the audit partitions for the month of `now` and the next month exist, so audit
+ * rows never land in the DEFAULT partition (which would make creating that month's partition
+ * scan and fail). Called at start and daily; safe to run from many instances at once. Failures
+ * are logged and skipped, never thrown: a missing partition only sends rows to DEFAULT, which
+ * must not stop the service from starting.
+ */
+export async function ensureAuditPartitions(
+  sql: Sql,
+  now: Date,
+  log: (msg: string) => void = () => {},
+): Promise<void> {
+  const months = [
+    monthStart(now.getUTCFullYear(), now.getUTCMonth()),
+    monthStart(now.getUTCFullYear(), now.getUTCMonth() + 1),
+  ];
+  for (const at of months) {
+    const label = at.toISOString().slice(0, 7);
+    try {
+      await sql.begin(async (tx) => {
+        // Creating a partition locks audit_events exclusively: don't queue behind a long query
+        // (and make every audit insert queue behind us) for more than a moment.
+        await tx`set local lock_timeout = '5s'`;
+        await tx`select latchkey_ensure_audit_partition(${at})`;
+      });
+    } catch (err) {
+      const code = err instanceof postgres.PostgresError ? err.code : "";
+      if (code === "23514") {
+        log(
+          `audit partition ${label} not created: the DEFAULT partition already holds rows of that month; move them out (see docs/storage.md)`,
+        );
+      } else if (code === "55P03") {
+        log(`audit partition ${label} not created: lock timeout, will retry`);
+      } else if (code === "42P07" || code === "23505") {
+        // Another instance created it between our check and our CREATE: that is success.
+      } else {
+        throw err;
+      }
+    }
+  }
+}
+
+/**
+ * A secret shared by every instance on this database (e.g. the page-token signing key): created
+ * once with 32 random bytes by whichever instance asks first, then read by all. Two instances
+ * asking at once get the same key because the INSERT yields to the one that won.
+ */
+export async function serverKey(sql: Sql, name: string): Promise<Buffer> {
+  await sql`
+    insert into settings (key, value) values (${name}, ${randomBytes(32)})
+    on conflict (key) do nothing`;
+  const rows = await sql<{ value: Buffer }[]>`select value from settings where key = ${name}`;
+  const value = rows[0]?.value;
+  if (value === undefined || value.length !== 32) {
+    throw new Error(`settings row ${name} is missing or not 32 bytes`);
+  }
+  return value;
+}
