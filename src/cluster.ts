@@ -1,5 +1,15 @@
 import cluster, { type Worker } from "node:cluster";
 
+export interface ClusterOptions {
+  /**
+   * Extra environment for the workers, e.g. the DATABASE_URL of an embedded Postgres the
+   * primary started (workers must not start their own).
+   */
+  readonly env?: Readonly<Record<string, string>> | undefined;
+  /** How long workers get to stop after SIGTERM before they are killed (default 15 s). */
+  readonly stopTimeoutMs?: number | undefined;
+}
+
 /**
  * Runs `startWorker` in `workers` processes behind the same listeners (node:cluster shares the
  * listening sockets; the primary hands connections out round-robin), so verification uses
@@ -12,8 +22,9 @@ import cluster, { type Worker } from "node:cluster";
 export async function runClustered(
   workers: number,
   startWorker: () => Promise<void>,
-  stopTimeoutMs = 15_000,
+  options: ClusterOptions = {},
 ): Promise<void> {
+  const stopTimeoutMs = options.stopTimeoutMs ?? 15_000;
   if (workers <= 1 || !cluster.isPrimary) {
     await startWorker();
     return;
@@ -24,7 +35,7 @@ export async function runClustered(
   let lastFork = 0;
   const fork = (): Worker => {
     lastFork = Date.now();
-    return cluster.fork();
+    return cluster.fork(options.env);
   };
   for (let i = 0; i < workers; i++) fork();
 

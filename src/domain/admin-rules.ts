@@ -1,10 +1,6 @@
 import type { FieldViolation } from "../errors.js";
 import { AuditDecision, TokenState, TokenType } from "../gen/latchkey/v1/token_pb.js";
 
-/** ListTokens / ListAuditEvents page size when the request gives none (AIP-158). */
-export const DEFAULT_PAGE_SIZE = 50;
-/** Largest page a List returns; larger requests are refused, not silently capped. */
-export const MAX_PAGE_SIZE = 1000;
 /** Ids per BatchRevokeTokens / BatchUpdateTokens call (one transaction each). */
 export const MAX_BATCH_IDS = 1000;
 /** Tokens a BatchRevokeTokens filter may select; more must be narrowed first. */
@@ -96,31 +92,7 @@ export function isKnownState(n: number): n is TokenState {
 
 /** True for an AuditDecision value this server knows (UNSPECIFIED included: "any"). */
 export function isKnownDecision(n: number): n is AuditDecision {
-  return (
-    n === AuditDecision.UNSPECIFIED || n === AuditDecision.ALLOW || n === AuditDecision.DENY
-  );
-}
-
-/**
- * Page size of a List request: 0 means the default, negatives and sizes above the maximum are
- * refused (AIP-158 allows capping, but a refusal tells the client its loop is wrong).
- */
-export function pageSize(n: number, field: string): { size: number; violations: FieldViolation[] } {
-  if (n < 0) return { size: 0, violations: [{ field, description: "must not be negative" }] };
-  if (n > MAX_PAGE_SIZE) {
-    return { size: 0, violations: [{ field, description: `must be at most ${MAX_PAGE_SIZE}` }] };
-  }
-  return { size: n === 0 ? DEFAULT_PAGE_SIZE : n, violations: [] };
-}
-
-/** Printable text of at most `max` characters (empty allowed): request ids, reasons, filters. */
-export function checkText(value: string, field: string, max: number): FieldViolation[] {
-  if ([...value].length > max) return [{ field, description: `must be at most ${max} characters` }];
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(value)) {
-    return [{ field, description: "must not contain control characters" }];
-  }
-  return [];
+  return n === AuditDecision.UNSPECIFIED || n === AuditDecision.ALLOW || n === AuditDecision.DENY;
 }
 
 /** A rate limit as given in a request, before it is stored. */

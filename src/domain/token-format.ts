@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { TokenType } from "../gen/latchkey/v1/token_pb.js";
 
@@ -28,6 +28,7 @@ const DIGIT_OF: Int8Array = (() => {
 
 /** The largest 43-digit body that still fits in 32 bytes, as a string (same-length compare). */
 const MAX_SECRET_TEXT = toBase62(2n ** 256n - 1n, SECRET_DIGITS);
+const MAX_SECRET_FIRST = MAX_SECRET_TEXT.charCodeAt(0);
 
 function toBase62(value: bigint, width: number): string {
   let out = "";
@@ -98,7 +99,9 @@ export function isValidPrefix(prefix: string): boolean {
 export function formatToken(prefix: string, type: TokenType, secret: Uint8Array): string {
   if (!isValidPrefix(prefix)) throw new RangeError("invalid token prefix");
   if (secret.length !== SECRET_BYTES) throw new RangeError(`secret must be ${SECRET_BYTES} bytes`);
-  const value = BigInt(`0x${Buffer.from(secret.buffer, secret.byteOffset, secret.length).toString("hex")}`);
+  const value = BigInt(
+    `0x${Buffer.from(secret.buffer, secret.byteOffset, secret.length).toString("hex")}`,
+  );
   const head = `${prefix}_${typeLetter(type)}_${toBase62(value, SECRET_DIGITS)}`;
   return head + checksumText(crc32(head));
 }
@@ -135,9 +138,9 @@ export function parseToken(raw: string, prefix: string): ParsedToken | undefined
     const c = raw.charCodeAt(i);
     if (c >= 128 || (DIGIT_OF[c] ?? -1) < 0) return undefined;
   }
-  // 62^43 slightly exceeds 2^256: a body whose first digit is the largest one may encode more
-  // than 32 bytes. Only then compare with the maximum (same length, so string order works).
-  if (raw.charCodeAt(bodyStart) === MAX_SECRET_TEXT.charCodeAt(0)) {
+  // 62^43 slightly exceeds 2^256: a body that starts at or above the maximum's first digit may
+  // encode more than 32 bytes; only then compare (same length, and ASCII order is digit order).
+  if (raw.charCodeAt(bodyStart) >= MAX_SECRET_FIRST) {
     if (raw.slice(bodyStart, bodyStart + SECRET_DIGITS) > MAX_SECRET_TEXT) return undefined;
   }
   const checkStart = len - CHECKSUM_DIGITS;
@@ -152,7 +155,8 @@ export function parseToken(raw: string, prefix: string): ParsedToken | undefined
  * here because the input has 256 bits of entropy; there is nothing to brute-force.
  */
 export function hashToken(raw: string): Buffer {
-  return createHash("sha256").update(raw, "utf8").digest();
+  // One-shot crypto.hash (Node ≥ 20.12) skips the Hash object: about 3x cheaper per call.
+  return hash("sha256", raw, "buffer");
 }
 
 /**

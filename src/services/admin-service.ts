@@ -5,7 +5,6 @@ import postgres from "postgres";
 import {
   capMessage,
   checkRateLimits,
-  checkText,
   isKnownDecision,
   isKnownState,
   isKnownType,
@@ -16,7 +15,6 @@ import {
   MAX_METADATA_KEYS,
   MAX_REASON,
   MAX_REQUEST_ID,
-  pageSize,
   type UpdatePath,
   updatePath,
 } from "../domain/admin-rules.js";
@@ -27,26 +25,23 @@ import { displayHint, generateToken, hashToken } from "../domain/token-format.js
 import { DEFAULT_TYPE_POLICIES, typePolicy } from "../domain/token-types.js";
 import {
   checkCidrs,
+  checkFreeText,
   checkIdentifier,
   checkIds,
   checkMetadata,
   checkName,
+  checkPageSize,
   checkPermissions,
 } from "../domain/validation.js";
 import { type FieldViolation, invalidArgument, LatchkeyError, notFound } from "../errors.js";
-import {
-  type BatchRevokeTokensRequest,
-  type CreateTokenRequest,
-  type ListTokensRequest,
-  type TokenFilter,
+import type {
+  BatchRevokeTokensRequest,
+  CreateTokenRequest,
+  ListTokensRequest,
   TokenAdminService,
+  TokenFilter,
 } from "../gen/latchkey/v1/token_admin_service_pb.js";
-import {
-  AuditDecision,
-  TokenSchema,
-  TokenState,
-  TokenType,
-} from "../gen/latchkey/v1/token_pb.js";
+import { AuditDecision, TokenSchema, TokenState, TokenType } from "../gen/latchkey/v1/token_pb.js";
 import type { Sql } from "../store/db.js";
 import {
   type AuditCursor,
@@ -72,13 +67,18 @@ import {
   type TokenRow,
   updateToken,
 } from "../store/token-store.js";
-import { type AdminHandlersWithCaller, type Caller, PLATFORM_ADMIN, withAdminAuth } from "./auth.js";
+import {
+  type AdminHandlersWithCaller,
+  type Caller,
+  PLATFORM_ADMIN,
+  withAdminAuth,
+} from "./auth.js";
 import type { CallContext, ServiceHandlers } from "./context.js";
 import type { TokenChange, Verifier } from "./verifier-types.js";
 
 /** The part of a logger the admin service uses (pino's Logger fits). */
 export interface AdminLog {
-  warn(obj: object, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
 }
 
 export interface AdminServiceDeps {
@@ -101,7 +101,9 @@ export interface AdminServiceDeps {
  * Builds TokenAdminService, authenticated by {@link withAdminAuth}: the one implementation both
  * listeners serve. See {@link createAdminHandlers} for the rules it enforces.
  */
-export function createAdminService(deps: AdminServiceDeps): ServiceHandlers<typeof TokenAdminService> {
+export function createAdminService(
+  deps: AdminServiceDeps,
+): ServiceHandlers<typeof TokenAdminService> {
   return withAdminAuth(createAdminHandlers(deps), {
     verifier: deps.verifier,
     sql: deps.sql,
@@ -126,7 +128,8 @@ function denied(reason: string, message: string, metadata: Record<string, string
  * owner in it. A caller is org-wide when its token has neither a team nor an owner (an org
  * admin token), or when it holds the `*` permission by name, or when it is a platform caller.
  * Every other caller is restricted: a team-scoped one (team_id set) to its team's tokens, a
- * personal one (owner_id set) to the tokens it owns, and both when both are set.
+ * personal one (owner_id set) to the tokens it owns, and both when both are set; the tokens a
+ * restricted caller creates carry exactly its own team and owner.
  */
 export function isOrgWide(caller: Caller): boolean {
   return (
@@ -170,11 +173,9 @@ function orgScope(caller: Caller, org: string): Scope & { orgId: string } {
  */
 function assertCovered(caller: Caller, requested: readonly string[]): void {
   if (requested.includes(PLATFORM_ADMIN) && !caller.isPlatform) {
-    throw denied(
-      "PERMISSION_ESCALATION",
-      `only a platform caller may grant ${PLATFORM_ADMIN}`,
-      { permission: PLATFORM_ADMIN },
-    );
+    throw denied("PERMISSION_ESCALATION", `only a platform caller may grant ${PLATFORM_ADMIN}`, {
+      permission: PLATFORM_ADMIN,
+    });
   }
   const missing = uncovered(caller.permissions, requested).filter((p) => p !== PLATFORM_ADMIN);
   const first = missing[0];
@@ -394,7 +395,7 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
     if (req.maxConcurrent < 0 || req.maxConcurrent > MAX_CONCURRENT) {
       v.push({ field: "max_concurrent", description: `must be from 0 to ${MAX_CONCURRENT}` });
     }
-    v.push(...checkText(req.requestId, "request_id", MAX_REQUEST_ID));
+    v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
 
     let expireMs: number | null = null;
     if (typeOk) {
@@ -426,15 +427,25 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
     // Scope and escalation: the input is well formed, now is the caller allowed?
     const org = targetOrg(caller, req.orgId);
     if (!orgWide) {
-      if (caller.teamId !== "" && teamId !== caller.teamId) {
-        throw denied("SCOPE_DENIED", "a team-scoped caller can only create tokens in its own team", {
-          team_id: teamId,
-        });
+      // "Creating for another owner or team needs org-wide rights": a restricted caller's
+      // tokens carry exactly its own team and owner (the defaults above), nothing else.
+      if (teamId !== caller.teamId) {
+        throw denied(
+          "SCOPE_DENIED",
+          caller.teamId === ""
+            ? "only an org-wide caller can create tokens for a team"
+            : "a team-scoped caller can only create tokens in its own team",
+          { team_id: teamId },
+        );
       }
-      if (caller.ownerId !== "" && ownerId !== caller.ownerId) {
-        throw denied("SCOPE_DENIED", "a personal caller can only create tokens it owns", {
-          owner_id: ownerId,
-        });
+      if (ownerId !== caller.ownerId) {
+        throw denied(
+          "SCOPE_DENIED",
+          caller.ownerId === ""
+            ? "only an org-wide caller can create tokens for an owner"
+            : "a personal caller can only create tokens it owns",
+          { owner_id: ownerId },
+        );
       }
     }
     assertCovered(caller, permissions);
@@ -559,7 +570,7 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
     async listTokens(req: ListTokensRequest, _ctx, caller) {
       const nowMs = now();
       const v: FieldViolation[] = [];
-      const size = pageSize(req.pageSize, "page_size");
+      const size = checkPageSize(req.pageSize, "page_size");
       v.push(...size.violations);
       v.push(...checkIdentifier(req.orgId, "org_id", { required: false, max: 128 }));
       const filter = readFilter(req, "", v);
@@ -627,7 +638,7 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
           });
         } else paths.add(known);
       }
-      v.push(...checkText(req.requestId, "request_id", MAX_REQUEST_ID));
+      v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
       const changes: {
         name?: string;
         metadata?: Record<string, string>;
@@ -766,8 +777,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       const nowMs = now();
       throwIf([
         ...checkIdField(req.id, "id"),
-        ...checkText(req.reason, "reason", MAX_REASON),
-        ...checkText(req.requestId, "request_id", MAX_REQUEST_ID),
+        ...checkFreeText(req.reason, "reason", MAX_REASON),
+        ...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID),
       ]);
       const at = new Date(nowMs);
       const row = await sql.begin(async (tx) => {
@@ -824,8 +835,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
         }
       }
       v.push(...checkIdentifier(req.orgId, "org_id", { required: false, max: 128 }));
-      v.push(...checkText(req.reason, "reason", MAX_REASON));
-      v.push(...checkText(req.requestId, "request_id", MAX_REQUEST_ID));
+      v.push(...checkFreeText(req.reason, "reason", MAX_REASON));
+      v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
       throwIf(v);
       const at = new Date(nowMs);
       const requestId = requestIdOf(req.requestId, ctx);
@@ -836,9 +847,14 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
           const found = new Map(rows.map((r) => [r.id, r]));
           const missing = req.ids.find((id) => !found.has(id));
           if (missing !== undefined) {
-            throw new LatchkeyError(Code.NotFound, "TOKEN_NOT_FOUND", `token ${missing} not found`, {
-              metadata: { token_id: missing },
-            });
+            throw new LatchkeyError(
+              Code.NotFound,
+              "TOKEN_NOT_FOUND",
+              `token ${missing} not found`,
+              {
+                metadata: { token_id: missing },
+              },
+            );
           }
           const revoked = rows.find((r) => r.revoke_time !== null);
           if (revoked !== undefined) {
@@ -921,7 +937,7 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       } else {
         v.push(...checkMetadata(req.metadata, "metadata", { allowEmptyValues: true }));
       }
-      v.push(...checkText(req.requestId, "request_id", MAX_REQUEST_ID));
+      v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
       throwIf(v);
       const set: Record<string, string> = {};
       const remove: string[] = [];
@@ -1000,7 +1016,7 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       else if (graceMs > MAX_GRACE_MS) {
         v.push({ field: "grace_period", description: "must be at most 7 days" });
       }
-      v.push(...checkText(req.requestId, "request_id", MAX_REQUEST_ID));
+      v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
       throwIf(v);
       const at = new Date(nowMs);
       const requestId = requestIdOf(req.requestId, ctx);
@@ -1119,12 +1135,12 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
 
     async listAuditEvents(req, _ctx, caller) {
       const v: FieldViolation[] = [];
-      const size = pageSize(req.pageSize, "page_size");
+      const size = checkPageSize(req.pageSize, "page_size");
       v.push(...size.violations);
       v.push(...checkIdentifier(req.orgId, "org_id", { required: false, max: 128 }));
-      v.push(...checkText(req.tokenId, "token_id", 128));
-      v.push(...checkText(req.actorId, "actor_id", 128));
-      v.push(...checkText(req.action, "action", 64));
+      v.push(...checkFreeText(req.tokenId, "token_id", 128));
+      v.push(...checkFreeText(req.actorId, "actor_id", 128));
+      v.push(...checkFreeText(req.action, "action", 64));
       if (!isKnownDecision(req.decision)) {
         v.push({ field: "decision", description: "unknown decision" });
       }
@@ -1186,4 +1202,3 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
     },
   };
 }
-

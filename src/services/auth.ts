@@ -1,9 +1,9 @@
 import type { DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { holds } from "../domain/permissions.js";
 import { newAuditId } from "../domain/ids.js";
+import { holds, PLATFORM_ADMIN } from "../domain/permissions.js";
 import { LatchkeyError } from "../errors.js";
-import { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
+import type { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { AuditDecision, type TokenType } from "../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
 import type { Sql } from "../store/db.js";
@@ -11,8 +11,7 @@ import { insertAuditEvents } from "../store/token-store.js";
 import type { CallContext, ServiceHandlers } from "./context.js";
 import type { Verifier } from "./verifier-types.js";
 
-/** The permission, held by name only, that lets a caller act in any org. */
-export const PLATFORM_ADMIN = "platform:admin";
+export { PLATFORM_ADMIN };
 
 /**
  * The authenticated caller of a TokenAdminService method, built from its verified token. Every
@@ -35,9 +34,14 @@ type Methods = (typeof TokenAdminService)["method"];
 type MethodName = keyof Methods;
 
 /** An admin handler that also receives the authenticated caller. */
-type CallerHandler<M> = M extends DescMethodUnary<infer I, infer O>
-  ? (request: MessageShape<I>, context: CallContext, caller: Caller) => Promise<MessageInitShape<O>>
-  : never;
+type CallerHandler<M> =
+  M extends DescMethodUnary<infer I, infer O>
+    ? (
+        request: MessageShape<I>,
+        context: CallContext,
+        caller: Caller,
+      ) => Promise<MessageInitShape<O>>
+    : never;
 
 /** TokenAdminService handlers written against an already authenticated {@link Caller}. */
 export type AdminHandlersWithCaller = { [K in MethodName]: CallerHandler<Methods[K]> };
@@ -81,10 +85,7 @@ export function bearerToken(context: CallContext): string {
   const match = /^\s*bearer\s+(\S+)\s*$/i.exec(header);
   const token = match?.[1];
   if (token === undefined) {
-    throw unauthenticated(
-      "TOKEN_MALFORMED",
-      "authorization header must be `Bearer <token>`",
-    );
+    throw unauthenticated("TOKEN_MALFORMED", "authorization header must be `Bearer <token>`");
   }
   return token;
 }
@@ -93,10 +94,17 @@ export function bearerToken(context: CallContext): string {
  * Turns a denied verification into the admin error: UNAUTHENTICATED for a token that cannot
  * act at all, PERMISSION_DENIED for one that lacks the method's permission.
  */
-function denial(code: VerifyCode, permission: string, retryAfterMs: number | undefined): LatchkeyError {
+function denial(
+  code: VerifyCode,
+  permission: string,
+  retryAfterMs: number | undefined,
+): LatchkeyError {
   switch (code) {
     case VerifyCode.MALFORMED:
-      return unauthenticated("TOKEN_MALFORMED", "the caller token is not a well-formed latchkey token");
+      return unauthenticated(
+        "TOKEN_MALFORMED",
+        "the caller token is not a well-formed latchkey token",
+      );
     case VerifyCode.NOT_FOUND:
     case VerifyCode.WRONG_ORG:
       return unauthenticated("TOKEN_INVALID", "the caller token is not valid");
@@ -107,7 +115,10 @@ function denial(code: VerifyCode, permission: string, retryAfterMs: number | und
     case VerifyCode.USAGE_EXCEEDED:
       return unauthenticated("TOKEN_EXHAUSTED", "the caller token's use limit is spent");
     case VerifyCode.IP_NOT_ALLOWED:
-      return unauthenticated("IP_NOT_ALLOWED", "the caller token may not be used from this address");
+      return unauthenticated(
+        "IP_NOT_ALLOWED",
+        "the caller token may not be used from this address",
+      );
     case VerifyCode.INSUFFICIENT_PERMISSIONS:
       return permissionDenied(permission);
     case VerifyCode.RATE_LIMITED:

@@ -1,13 +1,13 @@
 import type { AuditMode } from "../config.js";
+import { normalizeIp } from "../domain/cidr.js";
 import { LocalRateLimiter } from "../domain/rate-window.js";
 import { hashToken, parseToken } from "../domain/token-format.js";
 import { type CompiledRecord, compileRecord } from "../domain/token-record.js";
-import { normalizeIp } from "../domain/cidr.js";
 import { decide } from "../domain/verify-decision.js";
 import { unavailable } from "../errors.js";
 import { AuditDecision } from "../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
-import { AuditWriter, type AuditWriteMethod } from "../store/audit-writer.js";
+import { type AuditWriteMethod, AuditWriter } from "../store/audit-writer.js";
 import { type LocalEntry, LocalTier } from "../store/cache-local.js";
 import { RedisTier } from "../store/cache-redis.js";
 import type { Sql } from "../store/db.js";
@@ -143,7 +143,8 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
             : { flushIntervalMs: deps.auditFlushIntervalMs }),
           ...(deps.auditMaxBuffered === undefined ? {} : { maxBuffered: deps.auditMaxBuffered }),
           // A gateway may pass a path whose query string carries the token: never store it.
-          scrub: (text) => (text.includes(marker) ? text.replace(secretPattern, "[redacted]") : text),
+          scrub: (text) =>
+            text.includes(marker) ? text.replace(secretPattern, "[redacted]") : text,
           onError: (err) => warn("audit write failed", err),
         });
   const usage = new UsageBatcher({
@@ -373,7 +374,11 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
   const tokensChanged = async (changes: readonly TokenChange[]): Promise<void> => {
     if (changes.length === 0) return;
     const list = changes.map((c) => ({
-      hashHex: Buffer.from(c.secretHash.buffer, c.secretHash.byteOffset, c.secretHash.length).toString("hex"),
+      hashHex: Buffer.from(
+        c.secretHash.buffer,
+        c.secretHash.byteOffset,
+        c.secretHash.length,
+      ).toString("hex"),
       id: c.id,
     }));
     dropChanged(

@@ -1,5 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { type Duration, DurationSchema, type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import {
+  type Duration,
+  DurationSchema,
+  type Timestamp,
+  TimestampSchema,
+} from "@bufbuild/protobuf/wkt";
 import type { TokenRecord } from "../domain/token-record.js";
 import { unimplemented } from "../errors.js";
 import {
@@ -78,7 +83,9 @@ function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespo
  * only when latchkey itself cannot decide (UNAVAILABLE from the verifier). Slots and the
  * revocation stream belong to a later issue and answer UNIMPLEMENTED.
  */
-export function createVerifyService(deps: VerifyServiceDeps): ServiceHandlers<typeof TokenVerifyService> {
+export function createVerifyService(
+  deps: VerifyServiceDeps,
+): ServiceHandlers<typeof TokenVerifyService> {
   const { verifier } = deps;
   return {
     async verifyToken(request, context: CallContext) {
@@ -89,7 +96,8 @@ export function createVerifyService(deps: VerifyServiceDeps): ServiceHandlers<ty
         orgId: request.orgId,
         method: request.method,
         path: request.path,
-        requestId: request.requestId !== "" ? request.requestId : (context.header("x-request-id") ?? ""),
+        requestId:
+          request.requestId !== "" ? request.requestId : (context.header("x-request-id") ?? ""),
         purpose: "verify",
       });
       const record = outcome.record;
@@ -104,8 +112,10 @@ export function createVerifyService(deps: VerifyServiceDeps): ServiceHandlers<ty
         return sharedResponse(record, outcome.code);
       }
       const response = buildResponse(record, outcome.code);
-      if (outcome.remainingUses !== undefined) response.remainingUses = BigInt(outcome.remainingUses);
-      if (outcome.retryAfterMs !== undefined) response.retryAfter = durationFromMs(outcome.retryAfterMs);
+      if (outcome.remainingUses !== undefined)
+        response.remainingUses = BigInt(outcome.remainingUses);
+      if (outcome.retryAfterMs !== undefined)
+        response.retryAfter = durationFromMs(outcome.retryAfterMs);
       return response;
     },
     async acquireSlot() {

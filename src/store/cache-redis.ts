@@ -73,6 +73,7 @@ export class RedisTier {
   /** hash hex → token id of changes not yet applied to Redis. */
   private readonly undelivered = new Map<string, string>();
   private subscribedOnce = false;
+  private subscribing = false;
   private subscribedNow = false;
   private closed = false;
   /** Redis commands that failed (metrics). */
@@ -104,21 +105,32 @@ export class RedisTier {
       this.onMessage(message);
     });
     this.sub.on("ready", () => {
-      // ioredis re-subscribes on reconnect; the first subscribe is below.
+      // ioredis re-subscribes on reconnect (autoResubscribe); until a first subscribe has
+      // succeeded, try it again on every connection.
       if (this.subscribedOnce) {
         this.subscribedNow = true;
         this.options.events.resubscribed();
-      }
+      } else this.subscribe();
     });
     this.sub.on("close", () => {
       this.subscribedNow = false;
     });
+    this.subscribe();
+  }
+
+  private subscribe(): void {
+    if (this.subscribing || this.subscribedOnce || this.closed) return;
+    this.subscribing = true;
     this.sub.subscribe(this.channel).then(
       () => {
+        this.subscribing = false;
         this.subscribedOnce = true;
         this.subscribedNow = true;
       },
-      (err: unknown) => this.options.events.warn("redis subscribe failed", err),
+      (err: unknown) => {
+        this.subscribing = false;
+        this.options.events.warn("redis subscribe failed; retrying on reconnect", err);
+      },
     );
   }
 

@@ -442,12 +442,6 @@ export async function markRotated(
   return row;
 }
 
-/** Counts tokens in the table; for tests and the bootstrap check. */
-export async function countTokens(q: Queryable): Promise<number> {
-  const rows = await q<{ n: string }[]>`SELECT count(*)::text AS n FROM tokens`;
-  return Number(rows[0]?.n ?? "0");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Audit
 

@@ -1,5 +1,5 @@
-import type { TokenType } from "../gen/latchkey/v1/token_pb.js";
 import type { RateLimitRule, TokenRecord } from "../domain/token-record.js";
+import type { TokenType } from "../gen/latchkey/v1/token_pb.js";
 import type { Sql } from "./db.js";
 
 /**

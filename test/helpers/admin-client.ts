@@ -1,16 +1,14 @@
 import {
+  create,
   type DescMethodUnary,
   fromBinary,
   type MessageInitShape,
   type MessageShape,
-  create,
   toBinary,
 } from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
-import { BadRequestSchema, ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
 import { TokenAdminService } from "../../src/gen/latchkey/v1/token_admin_service_pb.js";
+import { decodeGrpcErrorDetails } from "../../src/transport/error-mapper.js";
 
 type Methods = (typeof TokenAdminService)["method"];
 
@@ -25,10 +23,7 @@ export type AdminClient = {
  * A grpc-js client for TokenAdminService built from the protobuf-es descriptors (no proto
  * loading), sending `authorization: Bearer <token>` unless `token` is undefined.
  */
-export function adminClient(
-  channel: grpc.Client,
-  token: string | undefined,
-): AdminClient {
+export function adminClient(channel: grpc.Client, token: string | undefined): AdminClient {
   const out: Record<string, unknown> = {};
   for (const method of TokenAdminService.methods) {
     if (method.methodKind !== "unary") continue;
@@ -67,40 +62,26 @@ export interface CallFailure {
   readonly descriptions: string[];
 }
 
-/** Decodes `grpc-status-details-bin` of a grpc-js error into its ErrorInfo and BadRequest. */
+/**
+ * Decodes a grpc-js error's ErrorInfo and BadRequest with the transport's own decoder (the
+ * same one the CLI uses).
+ */
 export function failureOf(err: unknown): CallFailure {
   if (typeof err !== "object" || err === null || !("code" in err) || !("metadata" in err)) {
     throw err;
   }
   const e = err as grpc.ServiceError;
-  const raw = e.metadata.get("grpc-status-details-bin")[0];
-  let reason = "";
-  let domain = "";
-  let metadata: Record<string, string> = {};
-  const fields: string[] = [];
-  const descriptions: string[] = [];
-  if (raw !== undefined) {
-    const status = fromBinary(
-      StatusSchema,
-      typeof raw === "string" ? Buffer.from(raw, "base64") : new Uint8Array(raw),
-    );
-    for (const detail of status.details) {
-      const info = anyUnpack(detail, ErrorInfoSchema);
-      if (info !== undefined) {
-        reason = info.reason;
-        domain = info.domain;
-        metadata = { ...info.metadata };
-      }
-      const bad = anyUnpack(detail, BadRequestSchema);
-      if (bad !== undefined) {
-        for (const v of bad.fieldViolations) {
-          fields.push(v.field);
-          descriptions.push(v.description);
-        }
-      }
-    }
-  }
-  return { code: e.code, message: e.details, reason, domain, metadata, fields, descriptions };
+  const decoded = decodeGrpcErrorDetails(e.metadata);
+  const violations = decoded.badRequest?.fieldViolations ?? [];
+  return {
+    code: e.code,
+    message: e.details,
+    reason: decoded.errorInfo?.reason ?? "",
+    domain: decoded.errorInfo?.domain ?? "",
+    metadata: { ...(decoded.errorInfo?.metadata ?? {}) },
+    fields: violations.map((v) => v.field),
+    descriptions: violations.map((v) => v.description),
+  };
 }
 
 /** Runs a call that must fail and returns what it failed with. */

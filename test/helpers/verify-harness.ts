@@ -1,9 +1,4 @@
-import {
-  create,
-  fromBinary,
-  type MessageInitShape,
-  toBinary,
-} from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { generateToken, hashToken } from "../../src/domain/token-format.js";
 import { LatchkeyError } from "../../src/errors.js";
@@ -15,7 +10,11 @@ import {
   VerifyTokenResponseSchema,
 } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import type { CallContext } from "../../src/services/context.js";
-import { createVerifier, type LatchkeyVerifier, type VerifierDeps } from "../../src/services/verifier.js";
+import {
+  createVerifier,
+  type LatchkeyVerifier,
+  type VerifierDeps,
+} from "../../src/services/verifier.js";
 import { createVerifyService } from "../../src/services/verify-service.js";
 import type { Sql } from "../../src/store/db.js";
 
@@ -61,7 +60,10 @@ export async function startVerifyInstance(
       requestDeserialize: (b: Buffer) => fromBinary(method.input, b),
       responseSerialize: (m: unknown) =>
         Buffer.from(
-          toBinary(method.output, create(method.output, m as MessageInitShape<typeof method.output>)),
+          toBinary(
+            method.output,
+            create(method.output, m as MessageInitShape<typeof method.output>),
+          ),
         ),
       responseDeserialize: (b: Buffer) => b,
     };
@@ -112,7 +114,12 @@ export async function startVerifyInstance(
         client.makeUnaryRequest(
           path,
           (msg: MessageInitShape<typeof VerifyTokenRequestSchema>) =>
-            Buffer.from(toBinary(TokenVerifyService.method.verifyToken.input, create(TokenVerifyService.method.verifyToken.input, msg))),
+            Buffer.from(
+              toBinary(
+                TokenVerifyService.method.verifyToken.input,
+                create(TokenVerifyService.method.verifyToken.input, msg),
+              ),
+            ),
           (buf: Buffer) => fromBinary(VerifyTokenResponseSchema, buf),
           request,
           new grpc.Metadata(),

@@ -2,7 +2,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newTokenId } from "../../src/domain/ids.js";
-import { AuditDecision, TokenState, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
+import { type AuditDecision, TokenState, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { type AdminClient, failure } from "../helpers/admin-client.js";
 import { type AdminHarness, startAdminHarness } from "../helpers/admin-harness.js";
 
@@ -36,7 +36,8 @@ afterAll(async () => {
 
 const cicd = { name: "ok", type: TokenType.CICD, permissions: ["x:y"] };
 const long = (n: number) => "a".repeat(n);
-const manyMeta = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
+const manyMeta = (n: number) =>
+  Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
 const fakeIds = (n: number) => Array.from({ length: n }, () => newTokenId());
 
 /** [label, call, the field the violation must name]. */
@@ -51,20 +52,41 @@ const cases: Case[] = [
   ["name of spaces only", () => admin.createToken({ ...cicd, name: "   " }), "name"],
   ["unspecified type", () => admin.createToken({ ...cicd, type: TokenType.UNSPECIFIED }), "type"],
   ["unknown type number", () => admin.createToken({ ...cicd, type: 99 as TokenType }), "type"],
-  ["cidr 10.0.0.0/33", () => admin.createToken({ ...cicd, allowedCidrs: ["10.0.0.0/33"] }), "allowed_cidrs"],
+  [
+    "cidr 10.0.0.0/33",
+    () => admin.createToken({ ...cicd, allowedCidrs: ["10.0.0.0/33"] }),
+    "allowed_cidrs",
+  ],
   ["cidr abc", () => admin.createToken({ ...cicd, allowedCidrs: ["abc"] }), "allowed_cidrs"],
-  ["cidr ::1/129", () => admin.createToken({ ...cicd, allowedCidrs: ["::1/129"] }), "allowed_cidrs"],
-  ["cidr 300.1.1.1", () => admin.createToken({ ...cicd, allowedCidrs: ["300.1.1.1"] }), "allowed_cidrs"],
+  [
+    "cidr ::1/129",
+    () => admin.createToken({ ...cicd, allowedCidrs: ["::1/129"] }),
+    "allowed_cidrs",
+  ],
+  [
+    "cidr 300.1.1.1",
+    () => admin.createToken({ ...cicd, allowedCidrs: ["300.1.1.1"] }),
+    "allowed_cidrs",
+  ],
   ["empty cidr", () => admin.createToken({ ...cicd, allowedCidrs: [""] }), "allowed_cidrs"],
   [
     "101 cidrs",
-    () => admin.createToken({ ...cicd, allowedCidrs: Array.from({ length: 101 }, (_, i) => `10.0.${i}.1`) }),
+    () =>
+      admin.createToken({
+        ...cicd,
+        allowedCidrs: Array.from({ length: 101 }, (_, i) => `10.0.${i}.1`),
+      }),
     "allowed_cidrs",
   ],
-  ["ttl above the CI/CD cap", () => admin.createToken({ ...cicd, ttl: durationFromMs(91 * DAY) }), "ttl"],
+  [
+    "ttl above the CI/CD cap",
+    () => admin.createToken({ ...cicd, ttl: durationFromMs(91 * DAY) }),
+    "ttl",
+  ],
   [
     "ttl above the ephemeral cap",
-    () => admin.createToken({ ...cicd, type: TokenType.EPHEMERAL, ttl: durationFromMs(25 * 3600_000) }),
+    () =>
+      admin.createToken({ ...cicd, type: TokenType.EPHEMERAL, ttl: durationFromMs(25 * 3600_000) }),
     "ttl",
   ],
   ["negative ttl", () => admin.createToken({ ...cicd, ttl: durationFromMs(-1000) }), "ttl"],
@@ -87,28 +109,76 @@ const cases: Case[] = [
   [
     "both ttl and expire_time",
     () =>
-      admin.createToken({ ...cicd, ttl: durationFromMs(DAY), expireTime: timestampFromMs(Date.now() + DAY) }),
+      admin.createToken({
+        ...cicd,
+        ttl: durationFromMs(DAY),
+        expireTime: timestampFromMs(Date.now() + DAY),
+      }),
     "ttl",
   ],
   ["role and permissions", () => admin.createToken({ ...cicd, role: "viewer" }), "role"],
-  ["unknown role", () => admin.createToken({ ...cicd, permissions: [], role: "superuser" }), "role"],
-  ["neither role nor permissions", () => admin.createToken({ ...cicd, permissions: [] }), "permissions"],
-  ["malformed permission", () => admin.createToken({ ...cicd, permissions: ["bad perm"] }), "permissions"],
+  [
+    "unknown role",
+    () => admin.createToken({ ...cicd, permissions: [], role: "superuser" }),
+    "role",
+  ],
+  [
+    "neither role nor permissions",
+    () => admin.createToken({ ...cicd, permissions: [] }),
+    "permissions",
+  ],
+  [
+    "malformed permission",
+    () => admin.createToken({ ...cicd, permissions: ["bad perm"] }),
+    "permissions",
+  ],
   [
     "101 permissions",
-    () => admin.createToken({ ...cicd, permissions: Array.from({ length: 101 }, (_, i) => `r${i}:read`) }),
+    () =>
+      admin.createToken({
+        ...cicd,
+        permissions: Array.from({ length: 101 }, (_, i) => `r${i}:read`),
+      }),
     "permissions",
   ],
   ["33 metadata keys", () => admin.createToken({ ...cicd, metadata: manyMeta(33) }), "metadata"],
-  ["metadata key with a space", () => admin.createToken({ ...cicd, metadata: { "bad key": "v" } }), "metadata"],
-  ["513-character metadata value", () => admin.createToken({ ...cicd, metadata: { k: long(513) } }), "metadata"],
-  ["65-character metadata key", () => admin.createToken({ ...cicd, metadata: { [long(65)]: "v" } }), "metadata"],
+  [
+    "metadata key with a space",
+    () => admin.createToken({ ...cicd, metadata: { "bad key": "v" } }),
+    "metadata",
+  ],
+  [
+    "513-character metadata value",
+    () => admin.createToken({ ...cicd, metadata: { k: long(513) } }),
+    "metadata",
+  ],
+  [
+    "65-character metadata key",
+    () => admin.createToken({ ...cicd, metadata: { [long(65)]: "v" } }),
+    "metadata",
+  ],
   ["max_uses 0", () => admin.createToken({ ...cicd, maxUses: 0n }), "max_uses"],
   ["max_uses negative", () => admin.createToken({ ...cicd, maxUses: -5n }), "max_uses"],
-  ["max_concurrent 1001", () => admin.createToken({ ...cicd, maxConcurrent: 1001 }), "max_concurrent"],
-  ["129-character request_id", () => admin.createToken({ ...cicd, requestId: long(129) }), "request_id"],
-  ["team token without team_id", () => admin.createToken({ ...cicd, type: TokenType.TEAM }), "team_id"],
-  ["personal token without owner_id", () => admin.createToken({ ...cicd, type: TokenType.PERSONAL }), "owner_id"],
+  [
+    "max_concurrent 1001",
+    () => admin.createToken({ ...cicd, maxConcurrent: 1001 }),
+    "max_concurrent",
+  ],
+  [
+    "129-character request_id",
+    () => admin.createToken({ ...cicd, requestId: long(129) }),
+    "request_id",
+  ],
+  [
+    "team token without team_id",
+    () => admin.createToken({ ...cicd, type: TokenType.TEAM }),
+    "team_id",
+  ],
+  [
+    "personal token without owner_id",
+    () => admin.createToken({ ...cicd, type: TokenType.PERSONAL }),
+    "owner_id",
+  ],
   ["129-character team_id", () => admin.createToken({ ...cicd, teamId: long(129) }), "team_id"],
   [
     "rate limit with no window",
@@ -130,17 +200,29 @@ const cases: Case[] = [
   ],
   [
     "page_token with one character flipped",
-    () => admin.listTokens({ pageSize: 1, pageToken: `${pageToken.slice(0, -2)}${pageToken.endsWith("AA") ? "BB" : "AA"}` }),
+    () =>
+      admin.listTokens({
+        pageSize: 1,
+        pageToken: `${pageToken.slice(0, -2)}${pageToken.endsWith("AA") ? "BB" : "AA"}`,
+      }),
     "page_token",
   ],
   ["unknown state", () => admin.listTokens({ state: 42 as TokenState }), "state"],
   // UpdateToken
   [
     "unknown mask path",
-    () => admin.updateToken({ token: { id: existing, ownerId: "x" }, updateMask: { paths: ["owner_id"] } }),
+    () =>
+      admin.updateToken({
+        token: { id: existing, ownerId: "x" },
+        updateMask: { paths: ["owner_id"] },
+      }),
     "update_mask",
   ],
-  ["empty mask", () => admin.updateToken({ token: { id: existing }, updateMask: { paths: [] } }), "update_mask"],
+  [
+    "empty mask",
+    () => admin.updateToken({ token: { id: existing }, updateMask: { paths: [] } }),
+    "update_mask",
+  ],
   [
     "bad name through the mask",
     () => admin.updateToken({ token: { id: existing, name: "" }, updateMask: { paths: ["name"] } }),
@@ -149,7 +231,10 @@ const cases: Case[] = [
   [
     "bad cidr through the mask",
     () =>
-      admin.updateToken({ token: { id: existing, allowedCidrs: ["10.0.0.0/33"] }, updateMask: { paths: ["allowed_cidrs"] } }),
+      admin.updateToken({
+        token: { id: existing, allowedCidrs: ["10.0.0.0/33"] },
+        updateMask: { paths: ["allowed_cidrs"] },
+      }),
     "token.allowed_cidrs",
   ],
   [
@@ -165,7 +250,11 @@ const cases: Case[] = [
   ["1,001 ids to revoke", () => admin.batchRevokeTokens({ ids: fakeIds(1001) }), "ids"],
   ["duplicate ids to revoke", () => admin.batchRevokeTokens({ ids: [existing, existing] }), "ids"],
   ["neither ids nor filter", () => admin.batchRevokeTokens({}), "ids"],
-  ["both ids and filter", () => admin.batchRevokeTokens({ ids: [existing], filter: { type: TokenType.CICD } }), "filter"],
+  [
+    "both ids and filter",
+    () => admin.batchRevokeTokens({ ids: [existing], filter: { type: TokenType.CICD } }),
+    "filter",
+  ],
   ["empty filter", () => admin.batchRevokeTokens({ filter: {} }), "filter"],
   [
     "filter for revoked tokens",
@@ -173,22 +262,50 @@ const cases: Case[] = [
     "filter.state",
   ],
   // BatchUpdateTokens
-  ["1,001 ids to update", () => admin.batchUpdateTokens({ ids: fakeIds(1001), metadata: { a: "b" } }), "ids"],
-  ["duplicate ids to update", () => admin.batchUpdateTokens({ ids: [existing, existing], metadata: { a: "b" } }), "ids"],
+  [
+    "1,001 ids to update",
+    () => admin.batchUpdateTokens({ ids: fakeIds(1001), metadata: { a: "b" } }),
+    "ids",
+  ],
+  [
+    "duplicate ids to update",
+    () => admin.batchUpdateTokens({ ids: [existing, existing], metadata: { a: "b" } }),
+    "ids",
+  ],
   ["batch update with no metadata", () => admin.batchUpdateTokens({ ids: [existing] }), "metadata"],
-  ["batch update with a bad key", () => admin.batchUpdateTokens({ ids: [existing], metadata: { "a b": "c" } }), "metadata"],
+  [
+    "batch update with a bad key",
+    () => admin.batchUpdateTokens({ ids: [existing], metadata: { "a b": "c" } }),
+    "metadata",
+  ],
   ["batch update with no ids", () => admin.batchUpdateTokens({ metadata: { a: "b" } }), "ids"],
   // RotateToken
-  ["grace period of 8 days", () => admin.rotateToken({ id: existing, gracePeriod: durationFromMs(8 * DAY) }), "grace_period"],
-  ["negative grace period", () => admin.rotateToken({ id: existing, gracePeriod: durationFromMs(-1000) }), "grace_period"],
+  [
+    "grace period of 8 days",
+    () => admin.rotateToken({ id: existing, gracePeriod: durationFromMs(8 * DAY) }),
+    "grace_period",
+  ],
+  [
+    "negative grace period",
+    () => admin.rotateToken({ id: existing, gracePeriod: durationFromMs(-1000) }),
+    "grace_period",
+  ],
   // ListAuditEvents
   ["negative audit page_size", () => admin.listAuditEvents({ pageSize: -5 }), "page_size"],
   [
     "start_time after end_time",
-    () => admin.listAuditEvents({ startTime: timestampFromMs(Date.now()), endTime: timestampFromMs(Date.now() - DAY) }),
+    () =>
+      admin.listAuditEvents({
+        startTime: timestampFromMs(Date.now()),
+        endTime: timestampFromMs(Date.now() - DAY),
+      }),
     "end_time",
   ],
-  ["forged audit page_token", () => admin.listAuditEvents({ pageToken: "eyJ4IjoxfQ" }), "page_token"],
+  [
+    "forged audit page_token",
+    () => admin.listAuditEvents({ pageToken: "eyJ4IjoxfQ" }),
+    "page_token",
+  ],
   [
     "audit page_token replayed with another filter",
     () => admin.listAuditEvents({ pageSize: 1, pageToken: auditPageToken, action: "token.revoke" }),

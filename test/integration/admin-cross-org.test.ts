@@ -122,14 +122,16 @@ describe("naming another org without platform rights is PERMISSION_DENIED", () =
   it("CreateToken, ListTokens, BatchRevokeTokens and ListAuditEvents with org_id", async () => {
     const before = await h.counts();
     const calls = [
-      adminB.createToken({ name: "x", type: TokenType.CICD, permissions: ["x:y"], orgId: ORG_A }),
-      adminB.listTokens({ orgId: ORG_A }),
-      adminB.batchRevokeTokens({ orgId: ORG_A, filter: { type: TokenType.TEAM }, dryRun: true }),
-      adminB.batchRevokeTokens({ orgId: ORG_A, filter: { type: TokenType.TEAM } }),
-      adminB.listAuditEvents({ orgId: ORG_A }),
+      () =>
+        adminB.createToken({ name: "x", type: TokenType.CICD, permissions: ["x:y"], orgId: ORG_A }),
+      () => adminB.listTokens({ orgId: ORG_A }),
+      () =>
+        adminB.batchRevokeTokens({ orgId: ORG_A, filter: { type: TokenType.TEAM }, dryRun: true }),
+      () => adminB.batchRevokeTokens({ orgId: ORG_A, filter: { type: TokenType.TEAM } }),
+      () => adminB.listAuditEvents({ orgId: ORG_A }),
     ];
     for (const call of calls) {
-      const f = await failure(call);
+      const f = await failure(call());
       expect(f.code).toBe(status.PERMISSION_DENIED);
       expect(f.reason).toBe("ORG_NOT_ALLOWED");
     }

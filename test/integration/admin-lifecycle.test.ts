@@ -2,8 +2,10 @@ import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditDecision, TokenState, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
+import { bootstrapIfEmpty } from "../../src/services/bootstrap.js";
 import { type AdminClient, failure } from "../helpers/admin-client.js";
-import { type AdminHarness, ORG_A, startAdminHarness } from "../helpers/admin-harness.js";
+import { type AdminHarness, ORG_A, PREFIX, startAdminHarness } from "../helpers/admin-harness.js";
+import { createTestDatabase } from "../helpers/postgres.js";
 
 const DAY = 24 * 3600 * 1000;
 const TOKEN_RE = /^lk_[ptce]_[0-9A-Za-z]{49}$/;
@@ -41,7 +43,7 @@ describe("CreateToken succeeds", () => {
       name: "MacBook Pro - Development",
       type: TokenType.PERSONAL,
       ownerId: "user-1",
-      permissions: ["deploy:read", "deploy:read"],
+      permissions: ["deploy:read"],
       allowedCidrs: ["10.1.2.3", "10.0.0.0/8", "2001:db8::1/64"],
       metadata: { redaction_tier: "strict", region: "eu-west" },
       ttl: durationFromMs(30 * DAY),
@@ -69,7 +71,11 @@ describe("CreateToken succeeds", () => {
   });
 
   it("expands a role and defaults an ephemeral token to one use", async () => {
-    const res = await admin.createToken({ name: "once", type: TokenType.EPHEMERAL, role: "viewer" });
+    const res = await admin.createToken({
+      name: "once",
+      type: TokenType.EPHEMERAL,
+      role: "viewer",
+    });
     expect(res.token?.role).toBe("viewer");
     expect(res.token?.permissions.length).toBeGreaterThan(0);
     expect(res.token?.maxUses).toBe(1n);
@@ -82,7 +88,9 @@ describe("CreateToken succeeds", () => {
     const viewer = await mint(admin, { permissions: ["tokens:read"] });
     const got = await viewer.client.getToken({ id: viewer.id });
     expect(got.token?.id).toBe(viewer.id);
-    const f = await failure(viewer.client.createToken({ name: "x", type: TokenType.CICD, permissions: ["tokens:read"] }));
+    const f = await failure(
+      viewer.client.createToken({ name: "x", type: TokenType.CICD, permissions: ["tokens:read"] }),
+    );
     expect(f.code).toBe(status.PERMISSION_DENIED);
     expect(f.reason).toBe("PERMISSION_DENIED");
     expect(f.metadata.permission).toBe("tokens:create");
@@ -92,8 +100,18 @@ describe("CreateToken succeeds", () => {
 describe("request_id retries create nothing new", () => {
   it("answers a repeated request_id with the first token and no secret", async () => {
     const before = await h.counts();
-    const first = await admin.createToken({ name: "retry", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-1" });
-    const again = await admin.createToken({ name: "retry", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-1" });
+    const first = await admin.createToken({
+      name: "retry",
+      type: TokenType.CICD,
+      permissions: ["a:b"],
+      requestId: "req-1",
+    });
+    const again = await admin.createToken({
+      name: "retry",
+      type: TokenType.CICD,
+      permissions: ["a:b"],
+      requestId: "req-1",
+    });
     expect(first.secret).toMatch(TOKEN_RE);
     expect(again.secret).toBe("");
     expect(again.token?.id).toBe(first.token?.id);
@@ -106,7 +124,12 @@ describe("request_id retries create nothing new", () => {
     const before = await h.counts();
     const results = await Promise.all(
       Array.from({ length: 6 }, () =>
-        admin.createToken({ name: "race", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-race" }),
+        admin.createToken({
+          name: "race",
+          type: TokenType.CICD,
+          permissions: ["a:b"],
+          requestId: "req-race",
+        }),
       ),
     );
     expect(new Set(results.map((r) => r.token?.id)).size).toBe(1);
@@ -115,9 +138,19 @@ describe("request_id retries create nothing new", () => {
   });
 
   it("refuses a request_id reused for a different token (ALREADY_EXISTS)", async () => {
-    await admin.createToken({ name: "one", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-2" });
+    await admin.createToken({
+      name: "one",
+      type: TokenType.CICD,
+      permissions: ["a:b"],
+      requestId: "req-2",
+    });
     const f = await failure(
-      admin.createToken({ name: "two", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-2" }),
+      admin.createToken({
+        name: "two",
+        type: TokenType.CICD,
+        permissions: ["a:b"],
+        requestId: "req-2",
+      }),
     );
     expect(f.code).toBe(status.ALREADY_EXISTS);
     expect(f.reason).toBe("REQUEST_ID_REUSED");
@@ -125,8 +158,18 @@ describe("request_id retries create nothing new", () => {
 
   it("scopes request_id to its caller", async () => {
     const other = await mint(admin, { permissions: ["tokens:create", "a:b"] });
-    const mine = await admin.createToken({ name: "scoped", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-3" });
-    const theirs = await other.client.createToken({ name: "scoped", type: TokenType.CICD, permissions: ["a:b"], requestId: "req-3" });
+    const mine = await admin.createToken({
+      name: "scoped",
+      type: TokenType.CICD,
+      permissions: ["a:b"],
+      requestId: "req-3",
+    });
+    const theirs = await other.client.createToken({
+      name: "scoped",
+      type: TokenType.CICD,
+      permissions: ["a:b"],
+      requestId: "req-3",
+    });
     expect(theirs.token?.id).not.toBe(mine.token?.id);
     expect(theirs.secret).not.toBe("");
   });
@@ -191,7 +234,10 @@ describe("GetToken fails", () => {
 
 describe("UpdateToken succeeds", () => {
   it("changes name, metadata, cidrs, shortens expiry and narrows permissions", async () => {
-    const t = await mint(admin, { permissions: ["deploy:read", "deploy:write"], ttl: durationFromMs(10 * DAY) });
+    const t = await mint(admin, {
+      permissions: ["deploy:read", "deploy:write"],
+      ttl: durationFromMs(10 * DAY),
+    });
     const shorter = timestampFromMs(Date.now() + 2 * DAY);
     const res = await admin.updateToken({
       token: {
@@ -249,7 +295,10 @@ describe("UpdateToken fails", () => {
   it("INVALID_ARGUMENT when permissions would widen", async () => {
     const t = await mint(admin, { permissions: ["x:y"] });
     const f = await failure(
-      admin.updateToken({ token: { id: t.id, permissions: ["x:*"] }, updateMask: { paths: ["permissions"] } }),
+      admin.updateToken({
+        token: { id: t.id, permissions: ["x:*"] },
+        updateMask: { paths: ["permissions"] },
+      }),
     );
     expect(f.code).toBe(status.INVALID_ARGUMENT);
     expect(f.fields).toEqual(["token.permissions"]);
@@ -267,7 +316,10 @@ describe("UpdateToken fails", () => {
 
   it("NOT_FOUND for an unknown id", async () => {
     const f = await failure(
-      admin.updateToken({ token: { id: "tok_01J00000000000000000000000", name: "n" }, updateMask: { paths: ["name"] } }),
+      admin.updateToken({
+        token: { id: "tok_01J00000000000000000000000", name: "n" },
+        updateMask: { paths: ["name"] },
+      }),
     );
     expect(f.code).toBe(status.NOT_FOUND);
   });
@@ -337,7 +389,11 @@ describe("BatchRevokeTokens", () => {
 
   it("by filter: a dry run counts and changes nothing, then revokes", async () => {
     const team = `batch-${Date.now()}`;
-    await Promise.all([1, 2, 3, 4].map(() => mint(admin, { type: TokenType.TEAM, teamId: team, permissions: ["x:y"] })));
+    await Promise.all(
+      [1, 2, 3, 4].map(() =>
+        mint(admin, { type: TokenType.TEAM, teamId: team, permissions: ["x:y"] }),
+      ),
+    );
     const before = await h.counts();
     const dry = await admin.batchRevokeTokens({ filter: { teamId: team }, dryRun: true });
     expect(dry.count).toBe(4);
@@ -366,7 +422,10 @@ describe("BatchUpdateTokens", () => {
   it("NOT_FOUND and nothing changed when one id is unknown", async () => {
     const a = await mint(admin, { permissions: ["x:y"] });
     const f = await failure(
-      admin.batchUpdateTokens({ ids: [a.id, "tok_01J00000000000000000000000"], metadata: { k: "v" } }),
+      admin.batchUpdateTokens({
+        ids: [a.id, "tok_01J00000000000000000000000"],
+        metadata: { k: "v" },
+      }),
     );
     expect(f.code).toBe(status.NOT_FOUND);
     expect((await admin.getToken({ id: a.id })).token?.metadata).toEqual({});
@@ -393,7 +452,8 @@ describe("RotateToken", () => {
     expect(res.previous?.replacedBy).toBe(res.token?.id);
     expect(res.token?.permissions).toEqual(["tokens:read"]);
     expect(res.token?.metadata).toEqual({ region: "eu" });
-    const prevExp = res.previous?.expireTime === undefined ? 0 : timestampMs(res.previous.expireTime);
+    const prevExp =
+      res.previous?.expireTime === undefined ? 0 : timestampMs(res.previous.expireTime);
     expect(Math.abs(prevExp - (Date.now() + 3600_000))).toBeLessThan(60_000);
     const newExp = res.token?.expireTime === undefined ? 0 : timestampMs(res.token.expireTime);
     expect(Math.abs(newExp - (Date.now() + 30 * DAY))).toBeLessThan(60_000);
@@ -432,7 +492,11 @@ describe("RotateToken", () => {
   });
 
   it("caps the new token's life at the type maximum", async () => {
-    const old = await mint(admin, { type: TokenType.EPHEMERAL, permissions: ["x:y"], ttl: durationFromMs(DAY) });
+    const old = await mint(admin, {
+      type: TokenType.EPHEMERAL,
+      permissions: ["x:y"],
+      ttl: durationFromMs(DAY),
+    });
     await h.sql`UPDATE tokens SET create_time = create_time - interval '10 days' WHERE id = ${old.id}`;
     const res = await admin.rotateToken({ id: old.id, gracePeriod: durationFromMs(1000) });
     const exp = res.token?.expireTime === undefined ? Infinity : timestampMs(res.token.expireTime);
@@ -521,19 +585,37 @@ describe("authorization: PERMISSION_DENIED before NOT_FOUND", () => {
   it("names the missing permission of every method", async () => {
     const none = await mint(admin, { permissions: ["other:thing"] });
     const unknown = "tok_01J00000000000000000000000";
-    const cases: [Promise<unknown>, string][] = [
-      [none.client.createToken({ name: "x", type: TokenType.CICD, permissions: ["other:thing"] }), "tokens:create"],
-      [none.client.getToken({ id: unknown }), "tokens:read"],
-      [none.client.listTokens({}), "tokens:read"],
-      [none.client.updateToken({ token: { id: unknown, name: "x" }, updateMask: { paths: ["name"] } }), "tokens:update"],
-      [none.client.revokeToken({ id: unknown }), "tokens:revoke"],
-      [none.client.batchRevokeTokens({ ids: [unknown] }), "tokens:revoke"],
-      [none.client.batchUpdateTokens({ ids: [unknown], metadata: { a: "b" } }), "tokens:update"],
-      [none.client.rotateToken({ id: unknown }), "tokens:create"],
-      [none.client.listAuditEvents({}), "audit:read"],
+    const cases: [() => Promise<unknown>, string][] = [
+      [
+        () =>
+          none.client.createToken({
+            name: "x",
+            type: TokenType.CICD,
+            permissions: ["other:thing"],
+          }),
+        "tokens:create",
+      ],
+      [() => none.client.getToken({ id: unknown }), "tokens:read"],
+      [() => none.client.listTokens({}), "tokens:read"],
+      [
+        () =>
+          none.client.updateToken({
+            token: { id: unknown, name: "x" },
+            updateMask: { paths: ["name"] },
+          }),
+        "tokens:update",
+      ],
+      [() => none.client.revokeToken({ id: unknown }), "tokens:revoke"],
+      [() => none.client.batchRevokeTokens({ ids: [unknown] }), "tokens:revoke"],
+      [
+        () => none.client.batchUpdateTokens({ ids: [unknown], metadata: { a: "b" } }),
+        "tokens:update",
+      ],
+      [() => none.client.rotateToken({ id: unknown }), "tokens:create"],
+      [() => none.client.listAuditEvents({}), "audit:read"],
     ];
     for (const [call, permission] of cases) {
-      const f = await failure(call);
+      const f = await failure(call());
       expect(f.code).toBe(status.PERMISSION_DENIED);
       expect(f.reason).toBe("PERMISSION_DENIED");
       expect(f.metadata.permission).toBe(permission);
@@ -549,16 +631,24 @@ describe("authorization: PERMISSION_DENIED before NOT_FOUND", () => {
 describe("no escalation", () => {
   it("a deploy:* caller may grant deploy:read but never * or billing:read", async () => {
     const d = await mint(admin, { permissions: ["deploy:*", "tokens:create", "tokens:update"] });
-    const ok = await d.client.createToken({ name: "ok", type: TokenType.CICD, permissions: ["deploy:read"] });
+    const ok = await d.client.createToken({
+      name: "ok",
+      type: TokenType.CICD,
+      permissions: ["deploy:read"],
+    });
     expect(ok.token?.permissions).toEqual(["deploy:read"]);
     for (const permissions of [["*"], ["billing:read"], ["deploy:read", "tokens:revoke"]]) {
       const before = await h.counts();
-      const f = await failure(d.client.createToken({ name: "no", type: TokenType.CICD, permissions }));
+      const f = await failure(
+        d.client.createToken({ name: "no", type: TokenType.CICD, permissions }),
+      );
       expect(f.code).toBe(status.PERMISSION_DENIED);
       expect(f.reason).toBe("PERMISSION_ESCALATION");
       expect(await h.counts()).toEqual(before);
     }
-    const role = await failure(d.client.createToken({ name: "no", type: TokenType.CICD, role: "admin" }));
+    const role = await failure(
+      d.client.createToken({ name: "no", type: TokenType.CICD, role: "admin" }),
+    );
     expect(role.code).toBe(status.PERMISSION_DENIED);
   });
 
@@ -574,7 +664,10 @@ describe("no escalation", () => {
     const d = await mint(admin, { permissions: ["deploy:*", "tokens:update", "tokens:create"] });
     const wide = await mint(admin, { permissions: ["billing:read", "billing:write"] });
     const f = await failure(
-      d.client.updateToken({ token: { id: wide.id, permissions: ["billing:read"] }, updateMask: { paths: ["permissions"] } }),
+      d.client.updateToken({
+        token: { id: wide.id, permissions: ["billing:read"] },
+        updateMask: { paths: ["permissions"] },
+      }),
     );
     expect(f.code).toBe(status.PERMISSION_DENIED);
     const r = await failure(d.client.rotateToken({ id: wide.id }));
@@ -584,11 +677,37 @@ describe("no escalation", () => {
 
   it("the lifetime caps hold for the platform caller too", async () => {
     const f = await failure(
-      boot.createToken({ name: "long", type: TokenType.CICD, permissions: ["x:y"], ttl: durationFromMs(91 * DAY) }),
+      boot.createToken({
+        name: "long",
+        type: TokenType.CICD,
+        permissions: ["x:y"],
+        ttl: durationFromMs(91 * DAY),
+      }),
     );
     expect(f.code).toBe(status.INVALID_ARGUMENT);
     expect(f.fields).toEqual(["ttl"]);
     expect(f.descriptions[0]).toContain("90-day maximum for CI/CD tokens");
+  });
+});
+
+describe("bootstrapIfEmpty", () => {
+  it("creates nothing once a token exists", async () => {
+    expect(await bootstrapIfEmpty(h.sql, { orgId: ORG_A, prefix: PREFIX })).toBeUndefined();
+  });
+
+  it("creates exactly one platform token when instances race on an empty database", async () => {
+    const db = await createTestDatabase();
+    try {
+      const secrets = await Promise.all(
+        [1, 2, 3, 4].map(() => bootstrapIfEmpty(db.sql, { orgId: "fresh", prefix: PREFIX })),
+      );
+      expect(secrets.filter((s) => s !== undefined)).toHaveLength(1);
+      const rows = await db.sql<{ permissions: string[] }[]>`SELECT permissions FROM tokens`;
+      expect(rows).toHaveLength(1);
+      expect(rows[0]?.permissions).toEqual(["*", "platform:admin"]);
+    } finally {
+      await db.drop();
+    }
   });
 });
 
@@ -600,14 +719,23 @@ describe("team and personal scopes", () => {
       permissions: ["tokens:read", "tokens:create", "tokens:revoke", "x:y"],
     });
     const blue = await mint(admin, { type: TokenType.TEAM, teamId: "blue", permissions: ["x:y"] });
-    const mine = await lead.client.createToken({ name: "red ci", type: TokenType.CICD, permissions: ["x:y"] });
+    const mine = await lead.client.createToken({
+      name: "red ci",
+      type: TokenType.CICD,
+      permissions: ["x:y"],
+    });
     expect(mine.token?.teamId).toBe("red");
     expect((await failure(lead.client.getToken({ id: blue.id }))).code).toBe(status.NOT_FOUND);
     expect((await failure(lead.client.revokeToken({ id: blue.id }))).code).toBe(status.NOT_FOUND);
     const listed = await lead.client.listTokens({ pageSize: 1000 });
     expect(listed.tokens.every((t) => t.teamId === "red")).toBe(true);
     const f = await failure(
-      lead.client.createToken({ name: "x", type: TokenType.TEAM, teamId: "blue", permissions: ["x:y"] }),
+      lead.client.createToken({
+        name: "x",
+        type: TokenType.TEAM,
+        teamId: "blue",
+        permissions: ["x:y"],
+      }),
     );
     expect(f.code).toBe(status.PERMISSION_DENIED);
   });
@@ -618,12 +746,25 @@ describe("team and personal scopes", () => {
       ownerId: "alice",
       permissions: ["tokens:read", "tokens:create", "x:y"],
     });
-    const bob = await mint(admin, { type: TokenType.PERSONAL, ownerId: "bob", permissions: ["x:y"] });
-    const mine = await me.client.createToken({ name: "alice 2", type: TokenType.PERSONAL, permissions: ["x:y"] });
+    const bob = await mint(admin, {
+      type: TokenType.PERSONAL,
+      ownerId: "bob",
+      permissions: ["x:y"],
+    });
+    const mine = await me.client.createToken({
+      name: "alice 2",
+      type: TokenType.PERSONAL,
+      permissions: ["x:y"],
+    });
     expect(mine.token?.ownerId).toBe("alice");
     expect((await failure(me.client.getToken({ id: bob.id }))).code).toBe(status.NOT_FOUND);
     const f = await failure(
-      me.client.createToken({ name: "x", type: TokenType.PERSONAL, ownerId: "bob", permissions: ["x:y"] }),
+      me.client.createToken({
+        name: "x",
+        type: TokenType.PERSONAL,
+        ownerId: "bob",
+        permissions: ["x:y"],
+      }),
     );
     expect(f.code).toBe(status.PERMISSION_DENIED);
   });

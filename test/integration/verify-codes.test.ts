@@ -1,5 +1,5 @@
-import { generateToken } from "../../src/domain/token-format.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateToken } from "../../src/domain/token-format.js";
 import { AuditDecision, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import type { Sql } from "../../src/store/db.js";
@@ -189,21 +189,25 @@ describe("VERIFY_CODE_USAGE_EXCEEDED", () => {
     expect(valid[0]?.remainingUses).toBe(0n);
     expect(results.filter((r) => r.code === VerifyCode.USAGE_EXCEEDED)).toHaveLength(19);
     expect((await lk.verify({ token: secret })).code).toBe(VerifyCode.USAGE_EXCEEDED);
-    const [row] = await sql<{ n: string }[]>`SELECT use_count::text AS n FROM tokens WHERE id = ${id}`;
+    const [row] = await sql<
+      { n: string }[]
+    >`SELECT use_count::text AS n FROM tokens WHERE id = ${id}`;
     expect(row?.n).toBe("1");
   });
 
   it("consumes nothing on a denied call and counts remaining uses down", async () => {
     const { id, secret } = await insertToken(sql, { maxUses: 2 });
     expect((await lk.verify({ token: secret, orgId: "org-z" })).code).toBe(VerifyCode.WRONG_ORG);
-    expect(
-      (await lk.verify({ token: secret, requiredPermissions: ["x:y"] })).code,
-    ).toBe(VerifyCode.VALID); // "*" holds x:y
+    expect((await lk.verify({ token: secret, requiredPermissions: ["x:y"] })).code).toBe(
+      VerifyCode.VALID,
+    ); // "*" holds x:y
     const second = await lk.verify({ token: secret });
     expect(second.code).toBe(VerifyCode.VALID);
     expect(second.remainingUses).toBe(0n);
     expect((await lk.verify({ token: secret })).code).toBe(VerifyCode.USAGE_EXCEEDED);
-    const [row] = await sql<{ n: string }[]>`SELECT use_count::text AS n FROM tokens WHERE id = ${id}`;
+    const [row] = await sql<
+      { n: string }[]
+    >`SELECT use_count::text AS n FROM tokens WHERE id = ${id}`;
     expect(row?.n).toBe("2");
   });
 });
@@ -271,7 +275,15 @@ describe("audit", () => {
     await lk.verify({ token: "garbage", requestId: "req-audit-4" });
     await lk.verifier.flush();
     const rows = await sql<
-      { request_id: string; token_id: string; code: string; decision: number; path: string; action: string; client_ip: string }[]
+      {
+        request_id: string;
+        token_id: string;
+        code: string;
+        decision: number;
+        path: string;
+        action: string;
+        client_ip: string;
+      }[]
     >`SELECT request_id, token_id, code, decision, path, action, client_ip FROM audit_events
       WHERE request_id LIKE 'req-audit-%' ORDER BY request_id`;
     expect(rows.map((r) => r.request_id)).toEqual([

@@ -1,0 +1,28 @@
+import { TokenState } from "../gen/latchkey/v1/token_pb.js";
+
+/** The stored facts a token's state is derived from (state itself is never stored). */
+export interface StateInputs {
+  /** Date, or epoch milliseconds; null = not revoked. */
+  readonly revokeTime: Date | number | null;
+  /** Date, or epoch milliseconds; null = never expires. */
+  readonly expireTime: Date | number | null;
+  /** null = unlimited uses. */
+  readonly maxUses: bigint | number | null;
+  readonly useCount: bigint | number;
+}
+
+function ms(t: Date | number): number {
+  return typeof t === "number" ? t : t.getTime();
+}
+
+/**
+ * A token's state at `nowMs`, derived rather than stored so that expiry needs no background job
+ * and every reader agrees. Precedence follows the verifier: REVOKED (permanent) > EXPIRED
+ * (expire_time <= now) > EXHAUSTED (use_count >= max_uses) > ACTIVE.
+ */
+export function deriveState(t: StateInputs, nowMs: number): TokenState {
+  if (t.revokeTime !== null && ms(t.revokeTime) <= nowMs) return TokenState.REVOKED;
+  if (t.expireTime !== null && ms(t.expireTime) <= nowMs) return TokenState.EXPIRED;
+  if (t.maxUses !== null && t.useCount >= t.maxUses) return TokenState.EXHAUSTED;
+  return TokenState.ACTIVE;
+}
