@@ -11,11 +11,15 @@ import {
   type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import {
+  FileDescriptorProtoSchema,
+  FieldDescriptorProto_Label as Label,
+  FieldDescriptorProto_Type as Type,
+} from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+import type * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { HealthImplementation } from "grpc-health-check";
 import {
   file_latchkey_v1_token_admin_service,
   TokenAdminService,
@@ -74,24 +78,30 @@ export function createHealthReporter(
 }
 
 /**
- * Turns grpc-js's peer string into a bare IP: grpc-js gives `1.2.3.4:5678` or `::1:5678`
- * (IPv6 without brackets), other stacks `ipv4:…`/`ipv6:[…]:port`. IPv4-mapped IPv6 addresses
- * (`::ffff:1.2.3.4`, what a dual-stack listener sees) become plain IPv4 so that CIDR rules and
- * audit rows read the same on every listener.
+ * A bare IP as audit rows and CIDR rules want it: IPv4-mapped IPv6 (`::ffff:1.2.3.4`, what a
+ * dual-stack listener sees) becomes plain IPv4; anything that is not an IP becomes "".
+ */
+export function normalizeIp(address: string): string {
+  const ip =
+    address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  return isIP(ip) === 0 ? "" : ip;
+}
+
+/**
+ * Turns a gRPC peer string into a bare IP. grpc-js writes `1.2.3.4:5678` or `::1:5678` (IPv6
+ * without brackets, so the port is always cut at the last colon first), other stacks
+ * `ipv4:1.2.3.4:5678` or `ipv6:[::1]:5678`.
  */
 export function peerIp(peer: string): string {
   let s = peer;
   if (s.startsWith("ipv4:") || s.startsWith("ipv6:")) s = s.slice(5);
   if (s.startsWith("[")) {
     const end = s.indexOf("]");
-    s = end < 0 ? s.slice(1) : s.slice(1, end);
-  } else if (isIP(s) === 0) {
-    const colon = s.lastIndexOf(":");
-    const host = colon < 0 ? "" : s.slice(0, colon);
-    s = isIP(host) === 0 ? "" : host;
+    return normalizeIp(end < 0 ? s.slice(1) : s.slice(1, end));
   }
-  if (s.startsWith("::ffff:") && isIP(s.slice(7)) === 4) s = s.slice(7);
-  return isIP(s) === 0 ? "" : s;
+  const colon = s.lastIndexOf(":");
+  const host = colon < 0 ? "" : s.slice(0, colon);
+  return normalizeIp(isIP(host) !== 0 ? host : s);
 }
 
 /** The part of a grpc-js server call the context reads (grpc-js does not export the type). */
@@ -301,8 +311,122 @@ function topologicalFiles(roots: readonly DescFile[]): DescFile[] {
 }
 
 /**
- * The reflection schema: a FileDescriptorSet built from the descriptors protoc-gen-es embeds
- * in the generated code (so it can never drift from what is served), plus the health proto.
+ * grpc/health/v1/health.proto as a descriptor, for reflection. Written out because
+ * grpc-health-check ships only the .proto, and proto-loader's regenerated descriptor of it is
+ * invalid for protobuf-go (map entry named `Statuses`, relative type names), which makes
+ * `buf curl` fail to resolve grpc.health.v1.Health.
+ */
+const HEALTH_FILE = create(FileDescriptorProtoSchema, {
+  name: "grpc/health/v1/health.proto",
+  package: "grpc.health.v1",
+  syntax: "proto3",
+  messageType: [
+    {
+      name: "HealthCheckRequest",
+      field: [
+        {
+          name: "service",
+          number: 1,
+          label: Label.OPTIONAL,
+          type: Type.STRING,
+          jsonName: "service",
+        },
+      ],
+    },
+    {
+      name: "HealthCheckResponse",
+      field: [
+        {
+          name: "status",
+          number: 1,
+          label: Label.OPTIONAL,
+          type: Type.ENUM,
+          typeName: ".grpc.health.v1.HealthCheckResponse.ServingStatus",
+          jsonName: "status",
+        },
+      ],
+      enumType: [
+        {
+          name: "ServingStatus",
+          value: [
+            { name: "UNKNOWN", number: 0 },
+            { name: "SERVING", number: 1 },
+            { name: "NOT_SERVING", number: 2 },
+            { name: "SERVICE_UNKNOWN", number: 3 },
+          ],
+        },
+      ],
+    },
+    { name: "HealthListRequest" },
+    {
+      name: "HealthListResponse",
+      field: [
+        {
+          name: "statuses",
+          number: 1,
+          label: Label.REPEATED,
+          type: Type.MESSAGE,
+          typeName: ".grpc.health.v1.HealthListResponse.StatusesEntry",
+          jsonName: "statuses",
+        },
+      ],
+      nestedType: [
+        {
+          name: "StatusesEntry",
+          options: { mapEntry: true },
+          field: [
+            { name: "key", number: 1, label: Label.OPTIONAL, type: Type.STRING, jsonName: "key" },
+            {
+              name: "value",
+              number: 2,
+              label: Label.OPTIONAL,
+              type: Type.MESSAGE,
+              typeName: ".grpc.health.v1.HealthCheckResponse",
+              jsonName: "value",
+            },
+          ],
+        },
+      ],
+    },
+  ],
+  service: [
+    {
+      name: "Health",
+      method: [
+        {
+          name: "Check",
+          inputType: ".grpc.health.v1.HealthCheckRequest",
+          outputType: ".grpc.health.v1.HealthCheckResponse",
+        },
+        {
+          name: "List",
+          inputType: ".grpc.health.v1.HealthListRequest",
+          outputType: ".grpc.health.v1.HealthListResponse",
+        },
+        {
+          name: "Watch",
+          inputType: ".grpc.health.v1.HealthCheckRequest",
+          outputType: ".grpc.health.v1.HealthCheckResponse",
+          serverStreaming: true,
+        },
+      ],
+    },
+  ],
+});
+
+function reflectionOnly(): never {
+  throw new Error("this package definition entry only carries descriptors for reflection");
+}
+
+/**
+ * The reflection schema: the FileDescriptorProtos protoc-gen-es embeds in the generated code
+ * (so it can never drift from what is served), dependencies first, plus the health proto.
+ *
+ * `protoLoader.loadFileDescriptorSetFromBuffer` is not used on purpose: it rebuilds
+ * descriptors from a protobufjs Root, which merges every file of a package into one (both
+ * latchkey services end up in token_verify_service.proto) and drops the imports, so
+ * `buf curl --reflect` cannot resolve any method. @grpc/reflection only reads each entry's
+ * `fileDescriptorProtos`, so one entry carrying the exact files is all it needs.
  */
 export function reflectionPackageDefinition(
   files: readonly DescFile[] = [
@@ -310,14 +434,18 @@ export function reflectionPackageDefinition(
     file_latchkey_v1_token_verify_service,
   ],
 ): protoLoader.PackageDefinition {
-  const set = create(FileDescriptorSetSchema, {
-    file: topologicalFiles(files).map((f) => f.proto),
-  });
-  const ours = protoLoader.loadFileDescriptorSetFromBuffer(
-    bytesToBuffer(toBinary(FileDescriptorSetSchema, set)),
+  const fileDescriptorProtos = [HEALTH_FILE, ...topologicalFiles(files).map((f) => f.proto)].map(
+    (proto) => bytesToBuffer(toBinary(FileDescriptorProtoSchema, proto)),
   );
-  const health = protoLoader.loadSync(healthProtoPath);
-  return { ...health, ...ours };
+  const entry: protoLoader.MessageTypeDefinition<object, object> = {
+    format: "Protocol Buffer 3 DescriptorProto",
+    // Never read by @grpc/reflection; a placeholder for the protobufjs type it would hold.
+    type: {} as protoLoader.MessageTypeDefinition<object, object>["type"],
+    fileDescriptorProtos,
+    serialize: reflectionOnly,
+    deserialize: reflectionOnly,
+  };
+  return { "latchkey.reflection": entry };
 }
 
 export interface GrpcServerOptions {
@@ -352,8 +480,12 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
   const serviceOptions = { metrics: opts.metrics };
   const admin = grpcServiceDefinition(TokenAdminService, opts.admin, opts.log, serviceOptions);
   const verify = grpcServiceDefinition(TokenVerifyService, opts.verify, opts.log, serviceOptions);
-  server.addService(admin.definition, admin.implementation);
-  server.addService(verify.definition, verify.implementation);
+  for (const service of [admin, verify]) {
+    // grpc-js refuses an empty service; a handler set with no methods simply is not served.
+    if (Object.keys(service.definition).length > 0) {
+      server.addService(service.definition, service.implementation);
+    }
+  }
   const reflectionFiles: DescFile[] = [
     file_latchkey_v1_token_admin_service,
     file_latchkey_v1_token_verify_service,

@@ -16,7 +16,7 @@ import { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js"
 import { TokenVerifyService } from "../gen/latchkey/v1/token_verify_service_pb.js";
 import type { CallContext, ServiceHandlers } from "../services/context.js";
 import { type ErrorLog, toConnectError } from "./error-mapper.js";
-import { peerIp } from "./grpc-server.js";
+import { normalizeIp } from "./grpc-server.js";
 import type { RpcRecorder } from "./metrics.js";
 
 /** The logger the HTTP listener writes request lines and handler failures to (pino fits). */
@@ -72,7 +72,7 @@ class ConnectCallContext implements CallContext {
   }
 
   get peerAddress(): string {
-    return peerIp(this.ctx.values.get(kPeer));
+    return normalizeIp(this.ctx.values.get(kPeer));
   }
 
   get signal(): AbortSignal {
@@ -240,14 +240,28 @@ export function createHttpServer(opts: HttpServerOptions): HttpListener {
     server = net.createServer((socket) => {
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
-      socket.once("data", (chunk: Buffer) => {
+      let head: Buffer = Buffer.alloc(0);
+      const onData = (chunk: Buffer): void => {
+        head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+        const n = Math.min(head.length, H2_PREFACE_START.length);
+        const maybeH2 = head.subarray(0, n).equals(H2_PREFACE_START.subarray(0, n));
+        // A first segment shorter than "PRI" that could still be the preface: wait for more.
+        if (maybeH2 && head.length < H2_PREFACE_START.length) return;
+        socket.off("data", onData);
         socket.pause();
-        socket.unshift(chunk);
-        const isH2 =
-          chunk.length >= H2_PREFACE_START.length &&
-          chunk.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START);
-        (isH2 ? h2 : h1Server).emit("connection", socket);
-      });
+        socket.unshift(head);
+        if (maybeH2) {
+          // The HTTP/2 session reads the socket itself, unshifted bytes first; resuming the
+          // stream here would hand the preface to nobody.
+          h2.emit("connection", socket);
+        } else {
+          // The HTTP/1.1 parser takes the peeked bytes through "data" events, so the stream
+          // has to flow again.
+          h1Server.emit("connection", socket);
+          socket.resume();
+        }
+      };
+      socket.on("data", onData);
       socket.on("error", () => socket.destroy());
     });
   } else {

@@ -1,4 +1,4 @@
-import { type Logger as PinoLogger, pino } from "pino";
+import { type DestinationStream, type Logger as PinoLogger, pino } from "pino";
 
 /** The logger every part of latchkey receives (pino's, so child loggers and levels work). */
 export type Logger = PinoLogger;
@@ -25,15 +25,18 @@ export const REDACT_PATHS: readonly string[] = [
 
 /**
  * Builds the process logger: JSON lines on stderr (stdout stays free for CLI output such as
- * the bootstrap token), with secret-bearing fields redacted.
+ * the bootstrap token), with secret-bearing fields redacted. `destination` is for tests.
  */
-export function createLogger(level: LogLevel = "info"): Logger {
+export function createLogger(
+  level: LogLevel = "info",
+  destination: DestinationStream = pino.destination({ fd: 2, sync: false }),
+): Logger {
   return pino(
     {
       level,
       base: { service: "latchkey" },
       redact: { paths: [...REDACT_PATHS], censor: "[redacted]" },
     },
-    pino.destination({ fd: 2, sync: false }),
+    destination,
   );
 }

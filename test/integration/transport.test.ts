@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { invalidArgument, unimplemented } from "../../src/errors.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import {
+  CreateTokenRequestSchema,
   GetTokenRequestSchema,
   ListTokensRequestSchema,
   TokenAdminService,
@@ -39,9 +40,11 @@ import {
   type GrpcHealthReporter,
   grpcServiceDefinition,
   listenGrpc,
+  normalizeIp,
   peerIp,
 } from "../../src/transport/grpc-server.js";
 import { createHttpServer, type HttpListener } from "../../src/transport/http-server.js";
+import { createLogger } from "../../src/transport/logger.js";
 import { createMetrics, type Metrics } from "../../src/transport/metrics.js";
 
 const run = promisify(execFile);
@@ -199,7 +202,7 @@ describe("gRPC listener (grpc-js)", () => {
       verifyClient,
       "VerifyToken",
       create(VerifyTokenRequestSchema, { token: "nope" }),
-      { "x-echo": "hello" },
+      { "x-echo": "hello", authorization: "Bearer lk_p_notlogged" },
     );
     expect(res).toMatchObject({
       valid: false,
@@ -211,7 +214,9 @@ describe("gRPC listener (grpc-js)", () => {
   });
 
   it("maps an unimplemented method to UNIMPLEMENTED with ErrorInfo", async () => {
-    const err = await grpcFailure(grpcUnary(adminClient, "CreateToken", {}));
+    const err = await grpcFailure(
+      grpcUnary(adminClient, "CreateToken", create(CreateTokenRequestSchema, {})),
+    );
     expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
     const d = decodeGrpcErrorDetails(err.metadata);
     expect(d.errorInfos).toHaveLength(1);
@@ -351,7 +356,7 @@ describe("HTTP listener (connect-node)", () => {
       it("answers VerifyToken", async () => {
         const res = await verifyClient().verifyToken(
           { token: "nope" },
-          { headers: { "x-echo": "hi" } },
+          { headers: { "x-echo": "hi", authorization: "Bearer lk_p_notlogged" } },
         );
         expect(res.valid).toBe(false);
         expect(res.code).toBe(VerifyCode.MALFORMED);
@@ -446,6 +451,21 @@ describe("HTTP listener (connect-node)", () => {
   });
 });
 
+describe("createLogger", () => {
+  it("redacts authorization, secret and token fields", () => {
+    const out: string[] = [];
+    const logger = createLogger("info", { write: (line: string) => out.push(line) });
+    logger.info(
+      { authorization: "Bearer a", req: { headers: { authorization: "Bearer b" } }, secret: "c" },
+      "x",
+    );
+    logger.info({ request: { token: "lk_p_d" }, token: "lk_p_e" }, "y");
+    const text = out.join("");
+    expect(text).not.toMatch(/Bearer|lk_p_|"c"/);
+    expect(text).toContain("[redacted]");
+  });
+});
+
 describe("peerIp", () => {
   it.each([
     ["127.0.0.1:5000", "127.0.0.1"],
@@ -454,10 +474,14 @@ describe("peerIp", () => {
     ["ipv4:10.0.0.1:443", "10.0.0.1"],
     ["ipv6:[2001:db8::1]:443", "2001:db8::1"],
     ["::ffff:192.168.1.2:8080", "192.168.1.2"],
-    ["::ffff:192.168.1.2", "192.168.1.2"],
     ["unknown", ""],
   ])("%s → %s", (peer, ip) => {
     expect(peerIp(peer)).toBe(ip);
+  });
+  it("normalizes bare addresses (the HTTP listener's socket.remoteAddress)", () => {
+    expect(normalizeIp("::ffff:10.1.2.3")).toBe("10.1.2.3");
+    expect(normalizeIp("fe80::1:2")).toBe("fe80::1:2");
+    expect(normalizeIp("")).toBe("");
   });
 });
 
