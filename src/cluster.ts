@@ -8,6 +8,8 @@ export interface ClusterOptions {
   readonly env?: Readonly<Record<string, string>> | undefined;
   /** How long workers get to stop after SIGTERM before they are killed (default 15 s). */
   readonly stopTimeoutMs?: number | undefined;
+  /** Runs in the primary once every worker has stopped (e.g. stop the embedded Postgres). */
+  readonly onStopped?: (() => Promise<void>) | undefined;
 }
 
 /**
@@ -38,10 +40,17 @@ export async function runClustered(
     return cluster.fork(options.env);
   };
   for (let i = 0; i < workers; i++) fork();
+  const finish = (code: number): void => {
+    const done = options.onStopped?.() ?? Promise.resolve();
+    done.then(
+      () => process.exit(code),
+      () => process.exit(1),
+    );
+  };
 
   cluster.on("exit", (worker, code, signal) => {
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      if (Object.keys(cluster.workers ?? {}).length === 0) finish(0);
       return;
     }
     process.stderr.write(
@@ -57,11 +66,11 @@ export async function runClustered(
     if (stopping) return;
     stopping = true;
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-    if (alive.length === 0) process.exit(0);
+    if (alive.length === 0) finish(0);
     for (const w of alive) w.process.kill(signal);
     setTimeout(() => {
       for (const w of Object.values(cluster.workers ?? {})) w?.process.kill("SIGKILL");
-      process.exit(1);
+      finish(1);
     }, stopTimeoutMs).unref();
   };
   process.on("SIGTERM", () => stop("SIGTERM"));

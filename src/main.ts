@@ -1,21 +1,32 @@
 import cluster from "node:cluster";
+import { runClustered } from "./cluster.js";
 import { type Config, ConfigError, formatHostPort, loadConfig } from "./config.js";
-import { TokenAdminService } from "./gen/latchkey/v1/token_admin_service_pb.js";
 import { createAdminService } from "./services/admin-service.js";
-import { withAdminAuth } from "./services/auth.js";
 import { bootstrapIfEmpty } from "./services/bootstrap.js";
 import { createVerifier } from "./services/verifier.js";
 import { createVerifyService } from "./services/verify-service.js";
-import { runClustered } from "./cluster.js";
-import { connect, ensureAuditPartitions, ping, serverKey, type Sql } from "./store/db.js";
-import { startEmbeddedPostgres } from "./store/embedded.js";
+import { connect, ensureAuditPartitions, ping, serverKey } from "./store/db.js";
+import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded.js";
 import { MIGRATIONS_DIR, migrate, pendingMigrations } from "./store/migrate.js";
-import { createGrpcServer, listenGrpc } from "./transport/grpc-server.js";
-import { createHttpServer } from "./transport/http-server.js";
+import {
+  closeGrpc,
+  createGrpcServer,
+  createHealthReporter,
+  listenGrpc,
+} from "./transport/grpc-server.js";
+import { createHttpServer, type Readiness } from "./transport/http-server.js";
 import { createLogger, type Logger } from "./transport/logger.js";
 import { createMetrics } from "./transport/metrics.js";
 
-/** Composition root: config → storage → services → listeners → shutdown. */
+/** How long a graceful stop may take before the process exits anyway. */
+const STOP_DEADLINE_MS = 8_000;
+const PARTITION_CHECK_MS = 6 * 3_600_000;
+
+/**
+ * Composition root: config → storage → services → listeners → shutdown. The primary process
+ * owns the database lifecycle (embedded Postgres, migrations, bootstrap); `serve` runs the
+ * listeners, in-process or in each worker when LATCHKEY_WORKERS > 1.
+ */
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -28,9 +39,164 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  // TODO(wiring): filled in once the store, services and transport land.
-  void log;
-  void cluster;
+
+  if (cluster.isWorker) {
+    // The primary prepared the database and passed its URL in DATABASE_URL.
+    const url = config.databaseUrl;
+    if (url === undefined) throw new Error("worker started without DATABASE_URL");
+    await serve(config, url, log, undefined);
+    return;
+  }
+
+  let embedded: EmbeddedPostgres | undefined;
+  let url = config.databaseUrl;
+  if (url === undefined) {
+    log.info({ dataDir: config.dataDir }, "starting embedded Postgres");
+    embedded = await startEmbeddedPostgres(config.dataDir, (msg) => log.debug(msg));
+    url = embedded.url;
+  }
+  try {
+    await prepareDatabase(config, url, log);
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
+
+  if (config.workers > 1) {
+    const primaryEmbedded = embedded;
+    await runClustered(config.workers, () => Promise.resolve(), {
+      env: { DATABASE_URL: url },
+      onStopped: async () => {
+        await primaryEmbedded?.stop();
+      },
+    });
+    log.info({ workers: config.workers }, "started worker processes");
+    return;
+  }
+  await serve(config, url, log, embedded);
+}
+
+/** Migrations, audit partitions and the one-time bootstrap token: once per deployment start. */
+async function prepareDatabase(config: Config, url: string, log: Logger): Promise<void> {
+  const sql = connect(url, { max: 2 });
+  try {
+    const { applied } = await migrate(sql, MIGRATIONS_DIR, (msg) => log.info(msg));
+    if (applied.length > 0) log.info({ applied }, "migrations applied");
+    await ensureAuditPartitions(sql, new Date(), (msg) => log.warn(msg));
+    if (config.bootstrapOrg !== undefined) {
+      const bootstrapToken = await bootstrapIfEmpty(sql, {
+        orgId: config.bootstrapOrg,
+        prefix: config.tokenPrefix,
+      });
+      if (bootstrapToken !== undefined) printBootstrap(config, bootstrapToken);
+    }
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
+
+/** The one place a secret is printed: the bootstrap token, once, on an empty database. */
+function printBootstrap(config: Config, bootstrapToken: string): void {
+  const grpc = formatHostPort(config.grpcListen);
+  process.stderr.write(
+    `latchkey: bootstrap token for org "${config.bootstrapOrg ?? ""}" (platform admin; shown once, store it now):\n` +
+      `  ${bootstrapToken}\n` +
+      `  try: npx buf curl --protocol grpc --http2-prior-knowledge --reflect -H "authorization: Bearer ${bootstrapToken}" http://${grpc}/latchkey.v1.TokenAdminService/ListTokens\n`,
+  );
+}
+
+async function serve(
+  config: Config,
+  url: string,
+  log: Logger,
+  embedded: EmbeddedPostgres | undefined,
+): Promise<void> {
+  const sql = connect(url, { max: config.databasePoolSize });
+  const pageKey = await serverKey(sql, "page_token_key");
+  const verifier = createVerifier({
+    sql,
+    tokenPrefix: config.tokenPrefix,
+    auditMode: config.auditMode,
+    cacheSize: config.cacheSize,
+    cacheMaxStalenessMs: config.cacheMaxStalenessMs,
+    redisUrl: config.redisUrl,
+    log,
+  });
+  const admin = createAdminService({ sql, verifier, prefix: config.tokenPrefix, pageKey, log });
+  const verify = createVerifyService({ verifier });
+  const metrics = createMetrics({ verifyStats: () => verifier.stats() });
+  const health = createHealthReporter();
+
+  const ready = async (): Promise<Readiness> => {
+    const checks: Record<string, string> = {};
+    const pgUp = await ping(sql, 1_000);
+    checks.postgres = pgUp ? "ok" : "unreachable";
+    if (pgUp) {
+      const pending = await pendingMigrations(sql, MIGRATIONS_DIR).catch(() => ["?"]);
+      checks.migrations = pending.length === 0 ? "ok" : `pending: ${pending.join(", ")}`;
+    }
+    if (config.redisUrl !== undefined) {
+      checks.redis = (await verifier.redisHealthy()) ? "ok" : "unreachable";
+    }
+    return { ok: Object.values(checks).every((c) => c === "ok"), checks };
+  };
+
+  const grpcServer = createGrpcServer({ admin, verify, health, log, metrics: metrics.rpc });
+  const http = createHttpServer({
+    admin,
+    verify,
+    log,
+    ready,
+    metrics: metrics.registry,
+    rpcMetrics: metrics.rpc,
+    ...(config.tls === undefined ? {} : { tls: config.tls }),
+  });
+  const grpcPort = await listenGrpc(grpcServer, formatHostPort(config.grpcListen), config.tls);
+  const httpPort = await http.listen(formatHostPort(config.httpListen));
+
+  const partitions = setInterval(() => {
+    ensureAuditPartitions(sql, new Date(), (msg) => log.warn(msg)).catch((err: unknown) =>
+      log.warn({ err }, "could not ensure audit partitions"),
+    );
+  }, PARTITION_CHECK_MS);
+  partitions.unref();
+
+  const scheme = config.tls === undefined ? "" : " (TLS)";
+  const grpcAt = formatHostPort({ host: config.grpcListen.host, port: grpcPort });
+  const httpAt = formatHostPort({ host: config.httpListen.host, port: httpPort });
+  if (cluster.isWorker) {
+    log.info({ grpc: grpcAt, http: httpAt }, "worker listening");
+  } else {
+    process.stderr.write(
+      `latchkey: gRPC listening on ${grpcAt}${scheme}; HTTP (Connect, gRPC-Web, /healthz, /readyz, /metrics) on ${httpAt}${scheme}\n`,
+    );
+  }
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    const deadline = setTimeout(() => {
+      log.error("graceful stop took too long; exiting");
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
+    health.setServing(false);
+    clearInterval(partitions);
+    try {
+      await Promise.all([closeGrpc(grpcServer, 2_000), http.close()]);
+      await verifier.close(); // flushes usage counters and audit rows
+      await sql.end({ timeout: 2 });
+      await embedded?.stop();
+    } catch (err) {
+      log.error({ err }, "error while stopping");
+      process.exit(1);
+    }
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
 }
 
 await main();
