@@ -219,7 +219,11 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
     let record: Awaited<ReturnType<typeof loadTokenByHash>>;
     try {
       postgresLoads++;
-      record = await loadTokenByHash(sql, hash);
+      // A read is safe to repeat: retry once when a pooled connection was dropped under us.
+      record = await loadTokenByHash(sql, hash).catch((err: unknown) => {
+        if (isDroppedConnection(err)) return loadTokenByHash(sql, hash);
+        throw err;
+      });
     } catch (err) {
       if (stale !== undefined && clock() - stale.loadedAtMs < hardTtl) {
         staleServed++;
@@ -426,4 +430,12 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** postgres.js errors for a connection that closed before or while a query was sent. */
+function isDroppedConnection(err: unknown): boolean {
+  const code = typeof err === "object" && err !== null && "code" in err ? err.code : undefined;
+  return (
+    code === "CONNECTION_ENDED" || code === "CONNECTION_CLOSED" || code === "CONNECTION_DESTROYED"
+  );
 }
