@@ -3,6 +3,7 @@
 # health answers SERVING over gRPC reflection, and SIGTERM stops latchkey and its Postgres
 # within 10 s.
 set -euo pipefail
+set -m   # background jobs get their own process group (pgid = pid), for the cleanup
 cd "$(dirname "$0")/.."
 
 data=$(mktemp -d)
@@ -18,7 +19,7 @@ trap cleanup EXIT
 
 env -u DATABASE_URL -u REDIS_URL LATCHKEY_DATA_DIR="$data" \
   LATCHKEY_GRPC_LISTEN="127.0.0.1:$grpc_port" LATCHKEY_HTTP_LISTEN="127.0.0.1:$http_port" \
-  setsid npm start >"$log" 2>&1 &
+  npm start >"$log" 2>&1 &
 pid=$!
 
 ok=""
