@@ -133,11 +133,19 @@ export class AuditWriter {
         `${esc(r.tokenId)}\t${r.decision}\t${r.code}\t${esc(scrub(r.clientIp))}\t` +
         `${esc(scrub(r.method))}\t${esc(scrub(r.path))}\t${esc(scrub(r.requestId))}\n`;
     }
-    const stream = await this.options.sql`
-      COPY audit_events (id, time, org_id, actor_id, action, token_id, decision, code,
-                         client_ip, method, path, request_id) FROM STDIN`.writable();
-    stream.end(text);
-    await once(stream, "finish");
+    // COPY runs on a reserved connection: on a pooled one postgres.js may pipeline another
+    // query onto the connection while it is in copy-in mode, and Postgres then drops the
+    // connection ("protocol synchronization was lost"), failing verifications that shared it.
+    const reserved = await this.options.sql.reserve();
+    try {
+      const stream = await reserved`
+        COPY audit_events (id, time, org_id, actor_id, action, token_id, decision, code,
+                           client_ip, method, path, request_id) FROM STDIN`.writable();
+      stream.end(text);
+      await once(stream, "finish");
+    } finally {
+      reserved.release();
+    }
   }
 
   private async insert(rows: readonly AuditRow[]): Promise<void> {
