@@ -2,8 +2,7 @@
  * `npm run bench`: how close VerifyToken comes to an empty gRPC call, measured in one run on
  * this machine. A program, not a test: it prints a report and exits 0 whatever the numbers.
  *
- * It starts latchkey as child processes of dist/src/main.js (or, while main.js cannot serve
- * yet, dist/bench/bench-server.js with the same wiring), on DATABASE_URL / REDIS_URL when set,
+ * It starts latchkey as child processes of dist/src/main.js, on DATABASE_URL / REDIS_URL when set,
  * else on an embedded Postgres and a throwaway redis-server. Load comes from h2load (Debian
  * nghttp2-client) pinned to the last core with taskset, the server to the others; without
  * h2load, from grpc-js clients in worker threads.
@@ -36,7 +35,6 @@ import type { LoadJob, LoadResult } from "./load-worker.js";
 const here = dirname(fileURLToPath(import.meta.url));
 const distRoot = resolve(here, "..");
 const MAIN = join(distRoot, "src", "main.js");
-const FALLBACK = join(distRoot, "bench", "bench-server.js");
 const VERIFY_PATH = `/${TokenVerifyService.typeName}/VerifyToken`;
 const HEALTH_PATH = "/grpc.health.v1.Health/Check";
 const ORG = "bench";
@@ -76,8 +74,6 @@ interface Server {
   stop(): Promise<void>;
 }
 
-let entry = MAIN;
-
 async function startServer(
   env: Record<string, string>,
   label: string,
@@ -98,7 +94,7 @@ async function startServer(
     ...(process.env.BENCH_PROFILE === label
       ? ["--cpu-prof", `--cpu-prof-dir=${join(tmpdir(), "latchkey-prof")}`]
       : []),
-    entry,
+    MAIN,
   ];
   const [cmd, args] =
     haveTaskset && pinned
@@ -461,18 +457,8 @@ async function main(): Promise<void> {
       redisUrl === undefined || redisUrl === "" ? {} : { REDIS_URL: redisUrl };
     const base = { DATABASE_URL: databaseUrl, ...redisEnv };
 
-    // Which entrypoint serves? main.js when it is wired, else the bench's own server.
-    let first: Server;
-    try {
-      first = await startServer({ ...base, LATCHKEY_AUDIT_MODE: "all" }, "all");
-      say(`server: ${MAIN}`);
-    } catch (err) {
-      entry = FALLBACK;
-      say(
-        `server: dist/src/main.js did not serve (${String(err).split("\n")[0]}); using ${FALLBACK}`,
-      );
-      first = await startServer({ ...base, LATCHKEY_AUDIT_MODE: "all" }, "all");
-    }
+    const first = await startServer({ ...base, LATCHKEY_AUDIT_MODE: "all" }, "all");
+    say(`server: ${MAIN}`);
 
     const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
     cleanups.unshift(async () => {
