@@ -1,22 +1,13 @@
 import cluster from "node:cluster";
 import { runClustered } from "./cluster.js";
 import { type Config, ConfigError, formatHostPort, loadConfig } from "./config.js";
-import { createAdminService } from "./services/admin-service.js";
+import { type Listeners, startListeners } from "./server.js";
 import { bootstrapIfEmpty } from "./services/bootstrap.js";
 import { createVerifier } from "./services/verifier.js";
-import { createVerifyService } from "./services/verify-service.js";
-import { connect, ensureAuditPartitions, ping, serverKey } from "./store/db.js";
+import { connect, ensureAuditPartitions } from "./store/db.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded.js";
-import { MIGRATIONS_DIR, migrate, pendingMigrations } from "./store/migrate.js";
-import {
-  closeGrpc,
-  createGrpcServer,
-  createHealthReporter,
-  listenGrpc,
-} from "./transport/grpc-server.js";
-import { createHttpServer, type Readiness } from "./transport/http-server.js";
+import { MIGRATIONS_DIR, migrate } from "./store/migrate.js";
 import { createLogger, type Logger } from "./transport/logger.js";
-import { createMetrics } from "./transport/metrics.js";
 
 /** How long a graceful stop may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 8_000;
@@ -112,7 +103,6 @@ async function serve(
   embedded: EmbeddedPostgres | undefined,
 ): Promise<void> {
   const sql = connect(url, { max: config.databasePoolSize });
-  const pageKey = await serverKey(sql, "page_token_key");
   const verifier = createVerifier({
     sql,
     tokenPrefix: config.tokenPrefix,
@@ -122,37 +112,25 @@ async function serve(
     redisUrl: config.redisUrl,
     log,
   });
-  const admin = createAdminService({ sql, verifier, prefix: config.tokenPrefix, pageKey, log });
-  const verify = createVerifyService({ verifier });
-  const metrics = createMetrics({ verifyStats: () => verifier.stats() });
-  const health = createHealthReporter();
-
-  const ready = async (): Promise<Readiness> => {
-    const checks: Record<string, string> = {};
-    const pgUp = await ping(sql, 1_000);
-    checks.postgres = pgUp ? "ok" : "unreachable";
-    if (pgUp) {
-      const pending = await pendingMigrations(sql, MIGRATIONS_DIR).catch(() => ["?"]);
-      checks.migrations = pending.length === 0 ? "ok" : `pending: ${pending.join(", ")}`;
-    }
-    if (config.redisUrl !== undefined) {
-      checks.redis = (await verifier.redisHealthy()) ? "ok" : "unreachable";
-    }
-    return { ok: Object.values(checks).every((c) => c === "ok"), checks };
-  };
-
-  const grpcServer = createGrpcServer({ admin, verify, health, log, metrics: metrics.rpc });
-  const http = createHttpServer({
-    admin,
-    verify,
-    log,
-    ready,
-    metrics: metrics.registry,
-    rpcMetrics: metrics.rpc,
-    ...(config.tls === undefined ? {} : { tls: config.tls }),
-  });
-  const grpcPort = await listenGrpc(grpcServer, formatHostPort(config.grpcListen), config.tls);
-  const httpPort = await http.listen(formatHostPort(config.httpListen));
+  let listeners: Listeners;
+  try {
+    listeners = await startListeners({
+      sql,
+      verifier,
+      tokenPrefix: config.tokenPrefix,
+      log,
+      redis: config.redisUrl !== undefined,
+      grpcListen: formatHostPort(config.grpcListen),
+      httpListen: formatHostPort(config.httpListen),
+      tls: config.tls,
+    });
+  } catch (err) {
+    await verifier.close();
+    await sql.end({ timeout: 2 });
+    await embedded?.stop();
+    throw err;
+  }
+  const { grpcPort, httpPort } = listeners;
 
   const partitions = setInterval(() => {
     ensureAuditPartitions(sql, new Date(), (msg) => log.warn(msg)).catch((err: unknown) =>
@@ -182,10 +160,9 @@ async function serve(
       process.exit(1);
     }, STOP_DEADLINE_MS);
     deadline.unref();
-    health.setServing(false);
     clearInterval(partitions);
     try {
-      await Promise.all([closeGrpc(grpcServer, 2_000), http.close()]);
+      await listeners.close();
       await verifier.close(); // flushes usage counters and audit rows
       await sql.end({ timeout: 2 });
       await embedded?.stop();
