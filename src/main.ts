@@ -61,7 +61,9 @@ async function main(): Promise<void> {
         await primaryEmbedded?.stop();
       },
     });
-    log.info({ workers: config.workers }, "started worker processes");
+    process.stderr.write(
+      `latchkey: ${config.workers} worker processes; gRPC on ${formatHostPort(config.grpcListen)}, HTTP on ${formatHostPort(config.httpListen)}\n`,
+    );
     return;
   }
   await serve(config, url, log, embedded);
