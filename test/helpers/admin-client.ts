@@ -1,6 +1,7 @@
 import {
   create,
   type DescMethodUnary,
+  type DescService,
   fromBinary,
   type MessageInitShape,
   type MessageShape,
@@ -8,26 +9,35 @@ import {
 } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { TokenAdminService } from "../../src/gen/latchkey/v1/token_admin_service_pb.js";
+import { TokenVerifyService } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import { decodeGrpcErrorDetails } from "../../src/transport/error-mapper.js";
 
-type Methods = (typeof TokenAdminService)["method"];
-
-/** TokenAdminService over a real grpc-js channel, one promise per call. */
-export type AdminClient = {
-  [K in keyof Methods]: Methods[K] extends DescMethodUnary<infer I, infer O>
+/** The unary methods of a service over a real grpc-js channel, one promise per call. */
+export type UnaryClient<S extends DescService> = {
+  [K in keyof S["method"]]: S["method"][K] extends DescMethodUnary<infer I, infer O>
     ? (request: MessageInitShape<I>, metadata?: Record<string, string>) => Promise<MessageShape<O>>
     : never;
 };
 
+/** TokenAdminService over a real grpc-js channel. */
+export type AdminClient = UnaryClient<typeof TokenAdminService>;
+
+/** TokenVerifyService over a real grpc-js channel. */
+export type VerifyClient = UnaryClient<typeof TokenVerifyService>;
+
 /**
- * A grpc-js client for TokenAdminService built from the protobuf-es descriptors (no proto
- * loading), sending `authorization: Bearer <token>` unless `token` is undefined.
+ * A grpc-js client for the unary methods of `desc`, built from the protobuf-es descriptors (no
+ * proto loading), sending `authorization: Bearer <token>` unless `token` is undefined.
  */
-export function adminClient(channel: grpc.Client, token: string | undefined): AdminClient {
+export function unaryClient<S extends DescService>(
+  desc: S,
+  channel: grpc.Client,
+  token: string | undefined,
+): UnaryClient<S> {
   const out: Record<string, unknown> = {};
-  for (const method of TokenAdminService.methods) {
+  for (const method of desc.methods) {
     if (method.methodKind !== "unary") continue;
-    const path = `/${TokenAdminService.typeName}/${method.name}`;
+    const path = `/${desc.typeName}/${method.name}`;
     out[method.localName] = (
       request: MessageInitShape<typeof method.input>,
       extra: Record<string, string> = {},
@@ -48,7 +58,17 @@ export function adminClient(channel: grpc.Client, token: string | undefined): Ad
         );
       });
   }
-  return out as AdminClient;
+  return out as UnaryClient<S>;
+}
+
+/** TokenAdminService calling with `token` (undefined: no authorization header). */
+export function adminClient(channel: grpc.Client, token: string | undefined): AdminClient {
+  return unaryClient(TokenAdminService, channel, token);
+}
+
+/** TokenVerifyService (it needs no authorization header). */
+export function verifyClient(channel: grpc.Client): VerifyClient {
+  return unaryClient(TokenVerifyService, channel, undefined);
 }
 
 /** What a failed call carried: status code, ErrorInfo and BadRequest violations. */

@@ -1,135 +1,90 @@
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { newTokenId } from "../../src/domain/ids.js";
 import { generateToken, hashToken } from "../../src/domain/token-format.js";
-import { LatchkeyError } from "../../src/errors.js";
 import { TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
-import {
-  TokenVerifyService,
-  type VerifyTokenRequestSchema,
-  type VerifyTokenResponse,
-  VerifyTokenResponseSchema,
+import type {
+  VerifyTokenRequestSchema,
+  VerifyTokenResponse,
 } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
-import type { CallContext } from "../../src/services/context.js";
+import { PLATFORM_ADMIN } from "../../src/services/auth.js";
 import {
   createVerifier,
   type LatchkeyVerifier,
   type VerifierDeps,
 } from "../../src/services/verifier.js";
-import { createVerifyService } from "../../src/services/verify-service.js";
 import type { Sql } from "../../src/store/db.js";
+import type { AdminClient } from "./admin-client.js";
+import { PREFIX, startLatchkeyServer } from "./latchkey-server.js";
 
-export const PREFIX = "lk";
+export { PREFIX };
 
-type Handler = (request: unknown, context: CallContext) => Promise<unknown>;
-
-/** A running TokenVerifyService (grpc-js) over one verifier. */
+/** A running latchkey instance (both services, real listeners) over one verifier. */
 export interface VerifyInstance {
+  /** The gRPC listener. */
   readonly address: string;
   readonly verifier: LatchkeyVerifier;
-  /** Lines the verifier logged (for the secret scan). */
+  /** Lines the verifier and the listeners logged (for the secret scan). */
   readonly logs: string[];
   verify(request: MessageInitShape<typeof VerifyTokenRequestSchema>): Promise<VerifyTokenResponse>;
+  /**
+   * TokenAdminService of this instance, as a platform admin of org A (a token inserted on first
+   * use, so instances that never call it add no row).
+   */
+  admin(): Promise<AdminClient>;
+  /** Revokes `id` through this instance's RevokeToken, the way an operator would. */
+  revoke(id: string, reason?: string): Promise<void>;
   close(): Promise<void>;
 }
 
 /**
- * Serves createVerifyService on grpc-js the way the gRPC listener does (descriptor-built
- * definition, LatchkeyError → status code) and returns a grpc-js client for it, so tests go
- * through real HTTP/2 and protobuf encoding.
+ * Starts latchkey over a fresh verifier on `deps.sql` with the real gRPC and HTTP listeners
+ * (see startLatchkeyServer) and calls it through a grpc-js client, so tests go through real
+ * HTTP/2, protobuf encoding and the one error mapper.
  */
 export async function startVerifyInstance(
   deps: Omit<VerifierDeps, "log" | "tokenPrefix"> & { tokenPrefix?: string },
 ): Promise<VerifyInstance> {
   const logs: string[] = [];
+  const line = (msg: string, obj: object): void => {
+    logs.push(`${msg} ${JSON.stringify(obj)}`);
+  };
   const verifier = createVerifier({
     tokenPrefix: PREFIX,
     ...deps,
-    log: { warn: (obj, msg) => logs.push(`${msg} ${JSON.stringify(obj)}`) },
+    log: { warn: (obj, msg) => line(msg, obj) },
   });
-  const handlers = createVerifyService({ verifier }) as unknown as Record<string, Handler>;
-  const server = new grpc.Server();
-  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  const impl: grpc.UntypedServiceImplementation = {};
-  for (const method of TokenVerifyService.methods) {
-    if (method.methodKind !== "unary") continue;
-    definition[method.localName] = {
-      path: `/${TokenVerifyService.typeName}/${method.name}`,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (m: unknown) => Buffer.from(m as Uint8Array),
-      requestDeserialize: (b: Buffer) => fromBinary(method.input, b),
-      responseSerialize: (m: unknown) =>
-        Buffer.from(
-          toBinary(
-            method.output,
-            create(method.output, m as MessageInitShape<typeof method.output>),
-          ),
-        ),
-      responseDeserialize: (b: Buffer) => b,
-    };
-    const handler = handlers[method.localName];
-    impl[method.localName] = (
-      call: grpc.ServerUnaryCall<unknown, unknown>,
-      callback: grpc.sendUnaryData<unknown>,
-    ) => {
-      const ctx: CallContext = {
-        header: (name) => {
-          const v = call.metadata.get(name)[0];
-          return typeof v === "string" ? v : undefined;
-        },
-        peerAddress: "",
-        signal: new AbortController().signal,
-        method: `${TokenVerifyService.typeName}/${method.name}`,
-      };
-      if (handler === undefined) {
-        callback({ code: grpc.status.UNIMPLEMENTED });
-        return;
-      }
-      handler(call.request, ctx).then(
-        (res) => callback(null, res),
-        (err: unknown) =>
-          callback(
-            err instanceof LatchkeyError
-              ? { code: err.code as number as grpc.status, details: err.message }
-              : { code: grpc.status.INTERNAL, details: "internal error" },
-          ),
-      );
-    };
-  }
-  server.addService(definition, impl);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err === null ? resolve(p) : reject(err),
-    ),
-  );
-  const address = `127.0.0.1:${port}`;
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  const path = `/${TokenVerifyService.typeName}/VerifyToken`;
+  const log = {
+    warn: (obj: Record<string, unknown>, msg: string) => line(msg, obj),
+    error: (obj: Record<string, unknown>, msg: string) => line(msg, obj),
+    info: (obj: Record<string, unknown>, msg: string) => line(msg, obj),
+    debug: () => {},
+  };
+  const server = await startLatchkeyServer({
+    sql: deps.sql,
+    verifier,
+    log,
+    redis: deps.redisUrl !== undefined,
+  });
+  const client = server.verify();
+  let admin: Promise<AdminClient> | undefined;
+  const adminOnce = (): Promise<AdminClient> => {
+    admin ??= insertToken(deps.sql, {
+      name: "verify harness admin",
+      permissions: ["*", PLATFORM_ADMIN],
+    }).then(({ secret }) => server.admin(secret));
+    return admin;
+  };
   return {
-    address,
+    address: server.grpcAddress,
     verifier,
     logs,
-    verify: (request) =>
-      new Promise((resolve, reject) => {
-        client.makeUnaryRequest(
-          path,
-          (msg: MessageInitShape<typeof VerifyTokenRequestSchema>) =>
-            Buffer.from(
-              toBinary(
-                TokenVerifyService.method.verifyToken.input,
-                create(TokenVerifyService.method.verifyToken.input, msg),
-              ),
-            ),
-          (buf: Buffer) => fromBinary(VerifyTokenResponseSchema, buf),
-          request,
-          new grpc.Metadata(),
-          { deadline: Date.now() + 20_000 },
-          (err, value) => (err === null && value !== undefined ? resolve(value) : reject(err)),
-        );
-      }),
+    verify: (request) => client.verifyToken(request),
+    admin: adminOnce,
+    async revoke(id, reason = "test") {
+      await (await adminOnce()).revokeToken({ id, reason });
+    },
     async close() {
-      client.close();
-      server.forceShutdown();
+      await server.close();
       await verifier.close();
     },
   };
@@ -152,8 +107,6 @@ export interface TestToken {
   readonly secret?: string;
 }
 
-let seq = 0;
-
 /**
  * Inserts a token row the way the admin service stores it (SHA-256 of the secret, never the
  * secret) and returns its id and plain secret.
@@ -164,8 +117,7 @@ export async function insertToken(
 ): Promise<{ id: string; secret: string }> {
   const type = t.type ?? TokenType.PERSONAL;
   const secret = t.secret ?? generateToken(PREFIX, type);
-  seq++;
-  const id = `tok_TEST${String(Date.now()).slice(-8)}${String(seq).padStart(6, "0")}${Math.floor(Math.random() * 1e6)}`;
+  const id = newTokenId();
   await sql`
     INSERT INTO tokens (id, secret_hash, display_hint, name, type, org_id, team_id, owner_id,
                         permissions, allowed_cidrs, metadata, max_uses, use_count, rate_limits,

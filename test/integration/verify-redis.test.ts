@@ -26,17 +26,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** Revokes in Postgres, then tells the verifier of `on`, as the admin RevokeToken does. */
-async function revoke(on: VerifyInstance, id: string): Promise<void> {
-  const [row] = await sql<{ secret_hash: Buffer; org_id: string }[]>`
-    UPDATE tokens SET revoke_time = now(), revoke_reason = 'test' WHERE id = ${id}
-    RETURNING secret_hash, org_id`;
-  if (row === undefined) throw new Error(`no token ${id}`);
-  await on.verifier.tokensChanged([
-    { id, secretHash: row.secret_hash, kind: "revoked", orgId: row.org_id, reason: "test" },
-  ]);
-}
-
 const code = async (on: VerifyInstance, token: string): Promise<VerifyCode> =>
   (await on.verify({ token })).code;
 
@@ -71,7 +60,7 @@ describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")("two instances sharing 
       if (spare === undefined) throw new Error("unreachable");
       const times: number[] = [];
       for (const t of tokens) {
-        await revoke(a, t.id);
+        await a.revoke(t.id);
         expect(await code(a, t.secret)).toBe(VerifyCode.REVOKED);
         const took = await waitFor(
           async () => (await code(b, t.secret)) === VerifyCode.REVOKED,
@@ -177,7 +166,7 @@ describe("Redis stopped in the middle", () => {
       expect(await code(b, "lk_p_nonsense")).toBe(VerifyCode.MALFORMED);
       // A revocation on A during the outage: A refuses at once; B, which cannot hear of it,
       // re-reads its entries from Postgres every second while unsubscribed.
-      await revoke(a, t1.id);
+      await a.revoke(t1.id);
       expect(await code(a, t1.secret)).toBe(VerifyCode.REVOKED);
       const tookB = await waitFor(
         async () => (await code(b, t1.secret)) === VerifyCode.REVOKED,
@@ -199,7 +188,7 @@ describe("Redis stopped in the middle", () => {
       // Correct again, and propagation works again.
       expect(await code(b, t2.secret)).toBe(VerifyCode.VALID);
       await waitFor(async () => (await code(a, t2.secret)) === VerifyCode.VALID, 1_000);
-      await revoke(a, t2.id);
+      await a.revoke(t2.id);
       const took = await waitFor(
         async () => (await code(b, t2.secret)) === VerifyCode.REVOKED,
         2_000,
