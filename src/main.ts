@@ -178,4 +178,22 @@ async function serve(
   process.once("SIGINT", () => void stop("SIGINT"));
 }
 
-await main();
+/** A start-up failure as one line an operator can act on (no stack; details at debug level). */
+function startupMessage(err: unknown): string {
+  const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "CONNECT_TIMEOUT") {
+    return `cannot reach Postgres (${message}); check DATABASE_URL and that the server is running`;
+  }
+  if (message.includes("EADDRINUSE")) {
+    return `a listen address is already in use (${message.replace(/^.*EADDRINUSE:?\s*/s, "")}); set LATCHKEY_GRPC_LISTEN / LATCHKEY_HTTP_LISTEN to free ports`;
+  }
+  return message;
+}
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`latchkey: cannot start: ${startupMessage(err)}\n`);
+  process.exit(1);
+}
