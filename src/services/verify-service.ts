@@ -20,8 +20,14 @@ export interface VerifyServiceDeps {
   readonly verifier: Verifier;
 }
 
-const MALFORMED = create(VerifyTokenResponseSchema, { valid: false, code: VerifyCode.MALFORMED });
-const NOT_FOUND = create(VerifyTokenResponseSchema, { valid: false, code: VerifyCode.NOT_FOUND });
+// Shared answers are frozen: nothing may change them, and the gRPC listener encodes a frozen
+// message once and reuses the bytes.
+const MALFORMED = Object.freeze(
+  create(VerifyTokenResponseSchema, { valid: false, code: VerifyCode.MALFORMED }),
+);
+const NOT_FOUND = Object.freeze(
+  create(VerifyTokenResponseSchema, { valid: false, code: VerifyCode.NOT_FOUND }),
+);
 
 /**
  * Responses without per-call fields, built once per (record, code) and reused: the common case
@@ -71,7 +77,7 @@ function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespo
   }
   let response = byCode[code];
   if (response === undefined) {
-    response = buildResponse(record, code);
+    response = Object.freeze(buildResponse(record, code));
     byCode[code] = response;
   }
   return response;

@@ -166,6 +166,9 @@ function bytesToBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** Encodings of frozen (immutable, shared) response messages. */
+const encodedOnce = new WeakMap<object, Buffer>();
+
 function methodDefinition(
   desc: DescService,
   method: DescMethod,
@@ -180,7 +183,17 @@ function methodDefinition(
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     requestSerialize: (value) => bytesToBuffer(toBinary(input, value)),
     requestDeserialize: (bytes) => fromBinary(input, bytes),
-    responseSerialize: (value) => bytesToBuffer(toBinary(output, value)),
+    responseSerialize: (value) => {
+      // A frozen response is immutable and shared (e.g. VerifyToken's per-token answers):
+      // encode it once. grpc-js copies the bytes into its own frame, so sharing them is safe.
+      if (!Object.isFrozen(value)) return bytesToBuffer(toBinary(output, value));
+      let bytes = encodedOnce.get(value);
+      if (bytes === undefined) {
+        bytes = bytesToBuffer(toBinary(output, value));
+        encodedOnce.set(value, bytes);
+      }
+      return bytes;
+    },
     responseDeserialize: (bytes) => fromBinary(output, bytes),
     originalName: method.localName,
   };
