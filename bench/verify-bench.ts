@@ -258,9 +258,9 @@ async function h2load(
     "--warm-up-time",
     "1",
     "-c",
-    String(CONNECTIONS),
+    String(opts.latency === true ? LATENCY_CLIENTS : CONNECTIONS),
     "-m",
-    String(STREAMS),
+    String(opts.latency === true ? 1 : STREAMS),
     "-t",
     "1",
     "-d",
@@ -351,12 +351,55 @@ async function threadLoad(address: string, path: string, message: Uint8Array): P
  * Baseline and VerifyToken alternately, three times each, keeping the best of each: on a
  * shared machine a burst of other work then lowers one sample, not the ratio.
  */
-async function alternate(address: string, body: Uint8Array): Promise<[LoadRun, LoadRun]> {
-  let health: LoadRun | undefined;
-  let verify: LoadRun | undefined;
+/** CPU time (user + system) a process has used so far, in microseconds (Linux /proc). */
+function cpuMicros(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+    return (ticks / CLOCK_TICKS) * 1e6;
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = 100;
+/** Clients of the latency run, each with one request in flight. */
+const LATENCY_CLIENTS = 32;
+
+/** One load run plus the server CPU it cost per request (µs), where /proc tells. */
+async function measured(
+  server: Server,
+  path: string,
+  body: Uint8Array,
+): Promise<LoadRun & { cpuUsPerReq: number | undefined }> {
+  const before = cpuMicros(server.proc.pid);
+  const run = await load(server.grpc, path, body);
+  const after = cpuMicros(server.proc.pid);
+  const requests = run.rps * SECONDS;
+  const cpuUsPerReq =
+    before === undefined || after === undefined || requests === 0
+      ? undefined
+      : (after - before) / requests;
+  return { ...run, cpuUsPerReq };
+}
+
+/**
+ * Health/Check and VerifyToken alternately, three rounds, best of each. Besides req/s it
+ * returns the server's CPU per request: on 2 cores the load generator can be the bottleneck
+ * (the server then idles), and CPU per request is what the server itself spends.
+ */
+async function alternate(
+  server: Server,
+  body: Uint8Array,
+): Promise<
+  [LoadRun & { cpuUsPerReq: number | undefined }, LoadRun & { cpuUsPerReq: number | undefined }]
+> {
+  let health: Awaited<ReturnType<typeof measured>> | undefined;
+  let verify: Awaited<ReturnType<typeof measured>> | undefined;
   for (let i = 0; i < 3; i++) {
-    const h = await load(address, HEALTH_PATH, new Uint8Array(0));
-    const v = await load(address, VERIFY_PATH, body);
+    const h = await measured(server, HEALTH_PATH, new Uint8Array(0));
+    const v = await measured(server, VERIFY_PATH, body);
     if (health === undefined || h.rps > health.rps) health = h;
     if (verify === undefined || v.rps > verify.rps) verify = v;
   }
@@ -409,6 +452,17 @@ function row(metric: string, value: string, target = "", ok?: boolean): void {
 }
 const f0 = (n: number): string => Math.round(n).toLocaleString("en-US");
 const f2 = (n: number | undefined): string => (n === undefined ? "n/a" : n.toFixed(2));
+
+/** Server CPU per request for both calls, and their ratio (the server's own cost, load aside). */
+function cpuRows(mode: string, health: number | undefined, verify: number | undefined): void {
+  row(`server CPU per Health/Check, µs (${mode})`, f2(health));
+  row(`server CPU per VerifyToken, µs (${mode})`, f2(verify));
+  const ratio = health === undefined || verify === undefined ? undefined : health / verify;
+  row(
+    `CPU ratio Health/Verify (${mode}; req/s ratio if the server were the bottleneck)`,
+    f2(ratio),
+  );
+}
 
 async function main(): Promise<void> {
   say(`latchkey verify bench — ${new Date().toISOString()}`);
@@ -472,8 +526,10 @@ async function main(): Promise<void> {
     say(`sanity: VerifyToken answered ${VerifyCode[code]} for the bench token`);
 
     // 1. Audit all: baseline, cache hits, latency at half of peak.
-    const [healthAll, hitAll] = await alternate(first.grpc, body);
-    const perClient = Math.max(1, Math.floor(hitAll.rps / 2 / CONNECTIONS));
+    const [healthAll, hitAll] = await alternate(first, body);
+    // Latency uses many clients with one request in flight each: h2load's --rps with many
+    // streams per client sends each tick's requests in a burst, which measures its own queue.
+    const perClient = Math.max(1, Math.floor(hitAll.rps / 2 / LATENCY_CLIENTS));
     const half = await load(first.grpc, VERIFY_PATH, body, {
       perClientRps: perClient,
       latency: true,
@@ -483,17 +539,19 @@ async function main(): Promise<void> {
     row("Health/Check req/s (baseline, audit-all server)", f0(healthAll.rps));
     row("VerifyToken cache hit req/s, audit all", f0(hitAll.rps));
     row("ratio to baseline, audit all", f2(ratioAll), "≥ 0.80", ratioAll >= 0.8);
-    row(`p50 at half of peak (${f0(perClient * CONNECTIONS)} req/s), ms`, f2(half.p50Ms));
+    cpuRows("audit all", healthAll.cpuUsPerReq, hitAll.cpuUsPerReq);
+    row(`p50 at half of peak (${f0(perClient * LATENCY_CLIENTS)} req/s), ms`, f2(half.p50Ms));
     row("p99 at half of peak, ms", f2(half.p99Ms), "< 2 ms", (half.p99Ms ?? 99) < 2);
 
     // 2. Audit denials (the bench token is valid: nothing is audited).
     const den = await startServer({ ...base, LATCHKEY_AUDIT_MODE: "denials" }, "denials");
-    const [healthDen, hitDen] = await alternate(den.grpc, body);
+    const [healthDen, hitDen] = await alternate(den, body);
     await den.stop();
     const ratioDen = hitDen.rps / healthDen.rps;
     row("Health/Check req/s (baseline, audit-denials server)", f0(healthDen.rps));
     row("VerifyToken cache hit req/s, audit denials", f0(hitDen.rps));
     row("ratio to baseline, audit denials", f2(ratioDen), "≥ 0.90", ratioDen >= 0.9);
+    cpuRows("audit denials", healthDen.cpuUsPerReq, hitDen.cpuUsPerReq);
 
     // 3. Cold paths: no local tier, so every call reads Redis (or Postgres).
     if (redisUrl !== undefined && redisUrl !== "") {
