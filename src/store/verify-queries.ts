@@ -26,6 +26,17 @@ interface TokenRow {
   readonly max_concurrent: number;
 }
 
+/** The columns a TokenRecord is made of, as one postgres.js fragment for every record query. */
+function recordColumns(sql: Sql) {
+  return sql`
+    id, name, type::int AS type, org_id, team_id, owner_id, permissions,
+    allowed_cidrs::text[] AS allowed_cidrs, metadata,
+    (extract(epoch FROM expire_time) * 1000)::float8 AS expire_ms,
+    (extract(epoch FROM revoke_time) * 1000)::float8 AS revoke_ms,
+    max_uses::float8 AS max_uses, use_count::float8 AS use_count,
+    rate_limits, max_concurrent`;
+}
+
 /**
  * Loads the verification record of the token whose secret hashes to `secretHash`, or undefined
  * when there is none. Times come back as epoch milliseconds and counts as float8, so the row
@@ -37,12 +48,7 @@ export async function loadTokenByHash(
   secretHash: Uint8Array,
 ): Promise<TokenRecord | undefined> {
   const rows = await sql<TokenRow[]>`
-    SELECT id, name, type::int AS type, org_id, team_id, owner_id, permissions,
-           allowed_cidrs::text[] AS allowed_cidrs, metadata,
-           (extract(epoch FROM expire_time) * 1000)::float8 AS expire_ms,
-           (extract(epoch FROM revoke_time) * 1000)::float8 AS revoke_ms,
-           max_uses::float8 AS max_uses, use_count::float8 AS use_count,
-           rate_limits, max_concurrent
+    SELECT ${recordColumns(sql)}
     FROM tokens WHERE secret_hash = ${toBuffer(secretHash)}`;
   const row = rows[0];
   return row === undefined ? undefined : rowToRecord(row);
@@ -122,12 +128,7 @@ export async function consumeUse(
   const row = rows[0];
   if (row !== undefined) return { ok: true, useCount: row.use_count, maxUses: row.max_uses };
   const now = await sql<TokenRow[]>`
-    SELECT id, name, type::int AS type, org_id, team_id, owner_id, permissions,
-           allowed_cidrs::text[] AS allowed_cidrs, metadata,
-           (extract(epoch FROM expire_time) * 1000)::float8 AS expire_ms,
-           (extract(epoch FROM revoke_time) * 1000)::float8 AS revoke_ms,
-           max_uses::float8 AS max_uses, use_count::float8 AS use_count,
-           rate_limits, max_concurrent
+    SELECT ${recordColumns(sql)}
     FROM tokens WHERE id = ${id}`;
   const current = now[0];
   return { ok: false, record: current === undefined ? undefined : rowToRecord(current) };
