@@ -1,14 +1,15 @@
 import type { FieldViolation } from "../errors.js";
 import { AuditDecision, TokenState, TokenType } from "../gen/latchkey/v1/token_pb.js";
+import { MAX_IDS, MAX_METADATA_ENTRIES } from "./validation.js";
 
 /** Ids per BatchRevokeTokens / BatchUpdateTokens call (one transaction each). */
-export const MAX_BATCH_IDS = 1000;
+export const MAX_BATCH_IDS = MAX_IDS;
 /** Tokens a BatchRevokeTokens filter may select; more must be narrowed first. */
 export const MAX_FILTER_REVOKE = 10_000;
 /** Longest RotateToken grace period. */
 export const MAX_GRACE_MS = 7 * 24 * 3600 * 1000;
 /** Metadata keys a token may hold (also after a batch update). */
-export const MAX_METADATA_KEYS = 32;
+export const MAX_METADATA_KEYS = MAX_METADATA_ENTRIES;
 /** Rate limits per token, and their window bounds. */
 export const MAX_RATE_LIMITS = 5;
 export const MIN_RATE_WINDOW_MS = 1000;
