@@ -126,17 +126,14 @@ function denied(reason: string, message: string, metadata: Record<string, string
 /**
  * Org-wide callers manage every token of their org and may create tokens for any team or
  * owner in it. A caller is org-wide when its token has neither a team nor an owner (an org
- * admin token), or when it holds the `*` permission by name, or when it is a platform caller.
+ * admin token), or when it is a platform caller. Holding `*` does not widen a team- or
+ * owner-scoped token's reach: its scope still binds it.
  * Every other caller is restricted: a team-scoped one (team_id set) to its team's tokens, a
  * personal one (owner_id set) to the tokens it owns, and both when both are set; the tokens a
  * restricted caller creates carry exactly its own team and owner.
  */
 export function isOrgWide(caller: Caller): boolean {
-  return (
-    caller.isPlatform ||
-    caller.permissions.includes("*") ||
-    (caller.teamId === "" && caller.ownerId === "")
-  );
+  return caller.isPlatform || (caller.teamId === "" && caller.ownerId === "");
 }
 
 /** What a caller reaches by id: a platform caller any org, others their org (and scope). */
@@ -1080,7 +1077,11 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
             permissions: old.permissions,
             allowedCidrs: old.allowed_cidrs,
             metadata: old.metadata,
-            maxUses: old.max_uses === null ? null : BigInt(old.max_uses),
+            // The new token carries only the uses left: rotating must never refill a use limit.
+            maxUses:
+              old.max_uses === null
+                ? null
+                : maxBig(1n, BigInt(old.max_uses) - BigInt(old.use_count)),
             rateLimits: old.rate_limits,
             maxConcurrent: old.max_concurrent,
             createTime: at,
@@ -1201,4 +1202,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       };
     },
   };
+}
+
+function maxBig(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }

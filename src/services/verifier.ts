@@ -277,7 +277,9 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
       if (code !== VerifyCode.VALID || (!admin && auditMode === "all")) {
         audit.push({
           timeMs: nowMs,
-          orgId: record === undefined ? clip(input.orgId) : record.orgId,
+          // Only a found token names the org: an unauthenticated caller must not be able to
+          // write rows into another org's audit trail.
+          orgId: record === undefined ? "" : record.orgId,
           actorId: record === undefined ? "" : record.id,
           action: admin ? "auth.denied" : "token.verify",
           tokenId: record === undefined ? "" : record.id,
