@@ -122,30 +122,12 @@ describe("latchkey CLI against a real server", () => {
   });
 
   it("refuses bad usage with exit code 2 and a message naming the flag", async () => {
-    const bad = await cli([
-      "--token",
-      h.bootstrapSecret,
-      "tokens",
-      "create",
-      "--name",
-      "x",
-      "--type",
-      "robot",
-    ]);
+    const create = (...flags: string[]) =>
+      cli(["--token", h.bootstrapSecret, "tokens", "create", "--name", "x", ...flags]);
+    const bad = await create("--type", "robot");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--type: expected one of personal, team, cicd, ephemeral");
-    const ttl = await cli([
-      "--token",
-      h.bootstrapSecret,
-      "tokens",
-      "create",
-      "--name",
-      "x",
-      "--type",
-      "cicd",
-      "--ttl",
-      "1y",
-    ]);
+    const ttl = await create("--type", "cicd", "--ttl", "1y");
     expect(ttl.code).toBe(2);
     expect(ttl.stderr).toContain("--ttl");
   });

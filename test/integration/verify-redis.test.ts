@@ -29,6 +29,23 @@ afterAll(async () => {
 const code = async (on: VerifyInstance, token: string): Promise<VerifyCode> =>
   (await on.verify({ token })).code;
 
+/** Two instances sharing one Redis, returned once both are subscribed (closed on failure). */
+async function twoInstances(redisUrl: string, redisKeyPrefix: string, waitMs: number) {
+  const opts = { sql, redisUrl, redisKeyPrefix, auditMode: "none" } as const;
+  const a = await startVerifyInstance(opts);
+  const b = await startVerifyInstance(opts);
+  try {
+    await waitFor(
+      async () => (await a.verifier.redisHealthy()) && (await b.verifier.redisHealthy()),
+      waitMs,
+    );
+  } catch (err) {
+    await Promise.all([a.close(), b.close()]);
+    throw err;
+  }
+  return { a, b, opts };
+}
+
 describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")("two instances sharing Redis", () => {
   it("a revocation on A reaches B within 2 s (and A at once)", async (ctx) => {
     if (redis === undefined) {
@@ -36,20 +53,8 @@ describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")("two instances sharing 
       ctx.skip();
       return;
     }
-    const opts = {
-      sql,
-      redisUrl: redis.url,
-      redisKeyPrefix: redis.prefix,
-      auditMode: "none",
-    } as const;
-    const a = await startVerifyInstance(opts);
-    const b = await startVerifyInstance(opts);
+    const { a, b, opts } = await twoInstances(redis.url, redis.prefix, 2_000);
     try {
-      // Give both subscriptions a moment to be established.
-      await waitFor(
-        async () => (await a.verifier.redisHealthy()) && (await b.verifier.redisHealthy()),
-        2_000,
-      );
       const tokens = await Promise.all([insertToken(sql), insertToken(sql), insertToken(sql)]);
       for (const t of tokens) {
         expect(await code(a, t.secret)).toBe(VerifyCode.VALID);
@@ -88,19 +93,8 @@ describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")("two instances sharing 
       ctx.skip();
       return;
     }
-    const opts = {
-      sql,
-      redisUrl: redis.url,
-      redisKeyPrefix: redis.prefix,
-      auditMode: "none",
-    } as const;
-    const a = await startVerifyInstance(opts);
-    const b = await startVerifyInstance(opts);
+    const { a, b } = await twoInstances(redis.url, redis.prefix, 2_000);
     try {
-      await waitFor(
-        async () => (await a.verifier.redisHealthy()) && (await b.verifier.redisHealthy()),
-        2_000,
-      );
       const { secret } = await insertToken(sql, {
         rateLimits: [{ name: "minute", limit: 4, window_ms: 60_000 }],
       });
@@ -136,19 +130,8 @@ describe("Redis stopped in the middle", () => {
       ctx.skip();
       return;
     }
-    const opts = {
-      sql,
-      redisUrl: throwaway.url,
-      redisKeyPrefix: "lkout:",
-      auditMode: "none",
-    } as const;
-    const a = await startVerifyInstance(opts);
-    const b = await startVerifyInstance(opts);
+    const { a, b } = await twoInstances(throwaway.url, "lkout:", 3_000);
     try {
-      await waitFor(
-        async () => (await a.verifier.redisHealthy()) && (await b.verifier.redisHealthy()),
-        3_000,
-      );
       const t1 = await insertToken(sql);
       const t2 = await insertToken(sql);
       const t3 = await insertToken(sql);
