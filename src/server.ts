@@ -1,4 +1,6 @@
+import { TokenAdminService } from "./gen/latchkey/v1/token_admin_service_pb.js";
 import { createAdminService } from "./services/admin-service.js";
+import { createAuthenticator, withAuthentication } from "./services/auth.js";
 import type { LatchkeyVerifier } from "./services/verifier.js";
 import { createVerifyService } from "./services/verify-service.js";
 import { ping, type Sql, serverKey } from "./store/db.js";
@@ -47,7 +49,11 @@ export interface Listeners {
 export async function startListeners(opts: ListenersOptions): Promise<Listeners> {
   const { sql, verifier, log } = opts;
   const pageKey = await serverKey(sql, "page_token_key");
-  const admin = createAdminService({ sql, verifier, prefix: opts.tokenPrefix, pageKey, log });
+  const admin = withAuthentication(
+    TokenAdminService,
+    createAdminService({ sql, verifier, prefix: opts.tokenPrefix, pageKey, log }),
+    createAuthenticator(verifier),
+  );
   const verify = createVerifyService({ verifier });
   const metrics = createMetrics({
     defaultMetrics: opts.defaultMetrics ?? true,

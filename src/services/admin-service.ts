@@ -20,7 +20,7 @@ import {
 } from "../domain/admin-rules.js";
 import { isTokenId, newAuditId, newTokenId } from "../domain/ids.js";
 import { decodePageToken, encodePageToken, filterBinding } from "../domain/page-token.js";
-import { DEFAULT_ROLES, expandRole, uncovered } from "../domain/permissions.js";
+import { DEFAULT_ROLES, expandRole, holds, uncovered } from "../domain/permissions.js";
 import { displayHint, generateToken, hashToken } from "../domain/token-format.js";
 import { DEFAULT_TYPE_POLICIES, typePolicy } from "../domain/token-types.js";
 import {
@@ -67,14 +67,9 @@ import {
   type TokenRow,
   updateToken,
 } from "../store/token-store.js";
-import {
-  type AdminHandlersWithCaller,
-  type Caller,
-  PLATFORM_ADMIN,
-  withAdminAuth,
-} from "./auth.js";
-import type { CallContext, ServiceHandlers } from "./context.js";
-import type { TokenChange, Verifier } from "./verifier-types.js";
+import { METHOD_PERMISSIONS, PLATFORM_ADMIN, permissionDenied } from "./auth.js";
+import { type CallContext, type Caller, callerOf, type ServiceHandlers } from "./context.js";
+import type { TokenChange, Verifier } from "./verify/types.js";
 
 /** The part of a logger the admin service uses (pino's Logger fits). */
 export interface AdminLog {
@@ -95,20 +90,6 @@ export interface AdminServiceDeps {
   /** Clock (epoch ms); tests move it. */
   readonly now?: () => number;
   readonly log: AdminLog;
-}
-
-/**
- * Builds TokenAdminService, authenticated by {@link withAdminAuth}: the one implementation both
- * listeners serve. See {@link createAdminHandlers} for the rules it enforces.
- */
-export function createAdminService(
-  deps: AdminServiceDeps,
-): ServiceHandlers<typeof TokenAdminService> {
-  return withAdminAuth(createAdminHandlers(deps), {
-    verifier: deps.verifier,
-    sql: deps.sql,
-    ...(deps.now === undefined ? {} : { now: deps.now }),
-  });
 }
 
 function failedPrecondition(
@@ -208,7 +189,8 @@ function tokenSummary(row: TokenRow): JsonObject {
 }
 
 /**
- * The nine TokenAdminService methods, written against an authenticated {@link Caller}.
+ * The nine TokenAdminService methods, written against the authenticated {@link Caller} that
+ * the adapter puts in the call context: the one implementation both listeners serve.
  *
  * Scope: every query names the org (a platform caller's by-id lookups are the one exception,
  * as the contract allows); another org's token, and a token outside a restricted caller's
@@ -221,7 +203,9 @@ function tokenSummary(row: TokenRow): JsonObject {
  * the old token's original lifetime (expire − create), capped by the type's maximum; a token
  * that never expired gets a non-expiring successor only where the type allows it.
  */
-export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCaller {
+export function createAdminService(
+  deps: AdminServiceDeps,
+): ServiceHandlers<typeof TokenAdminService> {
   const { sql, verifier, prefix, pageKey } = deps;
   const policies = deps.policies ?? DEFAULT_TYPE_POLICIES;
   const roles = deps.roles ?? DEFAULT_ROLES;
@@ -485,7 +469,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
   }
 
   return {
-    async createToken(req, ctx, caller) {
+    async createToken(req, ctx) {
+      const caller = callerOf(ctx);
       const nowMs = now();
       const plan = planCreate(req, caller, nowMs);
       const type = req.type;
@@ -557,14 +542,16 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       }
     },
 
-    async getToken(req, _ctx, caller) {
+    async getToken(req, ctx) {
+      const caller = callerOf(ctx);
       throwIf(checkIdField(req.id, "id"));
       const row = await getToken(sql, reachById(caller), req.id);
       if (row === undefined) throw notFound(`token ${req.id}`);
       return { token: rowToToken(row, now()) };
     },
 
-    async listTokens(req: ListTokensRequest, _ctx, caller) {
+    async listTokens(req: ListTokensRequest, ctx) {
+      const caller = callerOf(ctx);
       const nowMs = now();
       const v: FieldViolation[] = [];
       const size = checkPageSize(req.pageSize, "page_size");
@@ -615,7 +602,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       };
     },
 
-    async updateToken(req, ctx, caller) {
+    async updateToken(req, ctx) {
+      const caller = callerOf(ctx);
       const nowMs = now();
       const v: FieldViolation[] = [];
       const token = req.token ?? create(TokenSchema);
@@ -770,7 +758,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       return { token: rowToToken(row, nowMs) };
     },
 
-    async revokeToken(req, ctx, caller) {
+    async revokeToken(req, ctx) {
+      const caller = callerOf(ctx);
       const nowMs = now();
       throwIf([
         ...checkIdField(req.id, "id"),
@@ -805,7 +794,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       return { token: rowToToken(row, nowMs) };
     },
 
-    async batchRevokeTokens(req: BatchRevokeTokensRequest, ctx, caller) {
+    async batchRevokeTokens(req: BatchRevokeTokensRequest, ctx) {
+      const caller = callerOf(ctx);
       const nowMs = now();
       const v: FieldViolation[] = [];
       const byIds = req.ids.length > 0;
@@ -923,7 +913,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       return { tokens: revoked.map((r) => rowToToken(r, nowMs)), count: revoked.length };
     },
 
-    async batchUpdateTokens(req, ctx, caller) {
+    async batchUpdateTokens(req, ctx) {
+      const caller = callerOf(ctx);
       const nowMs = now();
       const v: FieldViolation[] = [];
       if (req.ids.length === 0) v.push({ field: "ids", description: "give 1-1000 token ids" });
@@ -1005,7 +996,22 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       return { tokens: updated.map((r) => rowToToken(r, nowMs)) };
     },
 
-    async rotateToken(req, ctx, caller) {
+    async rotateToken(req, ctx) {
+      const caller = callerOf(ctx);
+      // A token may rotate itself; rotating another needs the method's permission, checked
+      // before anything is looked up (the authenticator waived it for this method).
+      const permission = METHOD_PERMISSIONS.rotateToken;
+      if (req.id !== caller.tokenId && !holds(caller.permissions, permission)) {
+        await insertAuditEvents(sql, [
+          {
+            ...auditRow(caller, ctx, new Date(now()), "auth.denied", caller, "", { permission }),
+            decision: AuditDecision.DENY,
+            code: "INSUFFICIENT_PERMISSIONS",
+            requestId: ctx.header("x-request-id") ?? "",
+          },
+        ]);
+        throw permissionDenied(permission);
+      }
       const nowMs = now();
       const v: FieldViolation[] = [...checkIdField(req.id, "id")];
       const graceMs = req.gracePeriod === undefined ? 0 : durationMs(req.gracePeriod);
@@ -1134,7 +1140,8 @@ export function createAdminHandlers(deps: AdminServiceDeps): AdminHandlersWithCa
       };
     },
 
-    async listAuditEvents(req, _ctx, caller) {
+    async listAuditEvents(req, ctx) {
+      const caller = callerOf(ctx);
       const v: FieldViolation[] = [];
       const size = checkPageSize(req.pageSize, "page_size");
       v.push(...size.violations);

@@ -1,54 +1,20 @@
-import type { DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { DescService } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { newAuditId } from "../domain/ids.js";
-import { holds, PLATFORM_ADMIN } from "../domain/permissions.js";
+import { PLATFORM_ADMIN } from "../domain/permissions.js";
 import { LatchkeyError } from "../errors.js";
 import type { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
-import { AuditDecision, type TokenType } from "../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
-import type { Sql } from "../store/db.js";
-import { insertAuditEvents } from "../store/token-store.js";
-import type { CallContext, ServiceHandlers } from "./context.js";
-import type { Verifier } from "./verifier-types.js";
+import type { CallContext, Caller, ServiceHandlers } from "./context.js";
+import type { Verifier } from "./verify/types.js";
 
 export { PLATFORM_ADMIN };
 
-/**
- * The authenticated caller of a TokenAdminService method, built from its verified token. Every
- * admin handler decides scope (org, team, owner) and escalation from this and nothing else.
- */
-export interface Caller {
-  readonly tokenId: string;
-  readonly orgId: string;
-  readonly teamId: string;
-  readonly ownerId: string;
-  readonly type: TokenType;
-  readonly permissions: readonly string[];
-  /** Holds `platform:admin` by name (`*` does not imply it): may act in any org. */
-  readonly isPlatform: boolean;
-  /** The peer address the listener saw ("" when unknown); recorded in audit rows. */
-  readonly clientIp: string;
-}
-
-type Methods = (typeof TokenAdminService)["method"];
-type MethodName = keyof Methods;
-
-/** An admin handler that also receives the authenticated caller. */
-type CallerHandler<M> =
-  M extends DescMethodUnary<infer I, infer O>
-    ? (
-        request: MessageShape<I>,
-        context: CallContext,
-        caller: Caller,
-      ) => Promise<MessageInitShape<O>>
-    : never;
-
-/** TokenAdminService handlers written against an already authenticated {@link Caller}. */
-export type AdminHandlersWithCaller = { [K in MethodName]: CallerHandler<Methods[K]> };
+type MethodName = keyof (typeof TokenAdminService)["method"];
 
 /**
- * The permission each method needs. RotateToken's is waived when a token rotates itself (see
- * {@link withAdminAuth}).
+ * The permission each TokenAdminService method needs. RotateToken's is waived when a token
+ * rotates itself (so a CI job can renew its own secret): the authenticator then asks for no
+ * permission and the rotate handler checks it once it knows the target.
  */
 export const METHOD_PERMISSIONS: { readonly [K in MethodName]: string } = {
   createToken: "tokens:create",
@@ -62,15 +28,21 @@ export const METHOD_PERMISSIONS: { readonly [K in MethodName]: string } = {
   listAuditEvents: "audit:read",
 };
 
-export interface AdminAuthDeps {
-  readonly verifier: Verifier;
-  /** For the audit row of a denied self-rotation check (the verifier audits the rest). */
-  readonly sql: Sql;
-  readonly now?: () => number;
-}
+/** Methods whose permission the handler checks itself (see {@link METHOD_PERMISSIONS}). */
+const CHECKED_BY_HANDLER: ReadonlySet<string> = new Set<MethodName>(["rotateToken"]);
 
 function unauthenticated(reason: string, message: string): LatchkeyError {
   return new LatchkeyError(Code.Unauthenticated, reason, message);
+}
+
+/** PERMISSION_DENIED naming the permission the caller lacks. */
+export function permissionDenied(permission: string): LatchkeyError {
+  return new LatchkeyError(
+    Code.PermissionDenied,
+    "PERMISSION_DENIED",
+    `the caller token lacks the permission ${permission}`,
+    { metadata: { permission } },
+  );
 }
 
 /** The bearer token of the call; throws TOKEN_MISSING / TOKEN_MALFORMED. */
@@ -134,44 +106,25 @@ function denial(
   }
 }
 
-function permissionDenied(permission: string): LatchkeyError {
-  return new LatchkeyError(
-    Code.PermissionDenied,
-    "PERMISSION_DENIED",
-    `the caller token lacks the permission ${permission}`,
-    { metadata: { permission } },
-  );
-}
+/** Authenticates one call of a method: resolves with its caller or throws the admin error. */
+export type Authenticator = (method: string, context: CallContext) => Promise<Caller>;
 
 /**
- * The one authentication and authorization gate of TokenAdminService, shared by both listeners.
- * It verifies the bearer token with the same core as VerifyToken (so revoked, expired,
- * exhausted or IP-restricted admin tokens are refused alike, and denials are audited by the
- * verifier as `auth.denied`), checks the method's permission before the handler can look
- * anything up (permission before existence), and hands the handler a {@link Caller}.
- *
- * RotateToken is the one exception to a fixed permission: a token may rotate itself without
- * `tokens:create` (so a CI job can renew its own secret). For that method the token is verified
- * with no required permission and the check is made here, once the caller's id is known.
+ * The one authentication and authorization gate of TokenAdminService, called once per call by
+ * the adapter on both listeners. It verifies the bearer token with the same core as
+ * VerifyToken (so revoked, expired, exhausted or IP-restricted admin tokens are refused alike,
+ * and denials are audited by the verifier as `auth.denied`) and checks the method's permission
+ * before the handler can look anything up (permission before existence).
  */
-export function withAdminAuth(
-  handlers: AdminHandlersWithCaller,
-  deps: AdminAuthDeps,
-): ServiceHandlers<typeof TokenAdminService> {
-  const now = deps.now ?? Date.now;
-
-  async function authenticate(
-    method: MethodName,
-    context: CallContext,
-    selfTarget: string | undefined,
-  ): Promise<Caller> {
+export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authenticator {
+  return async (method, context) => {
     const token = bearerToken(context);
-    const permission = METHOD_PERMISSIONS[method];
-    const checkHere = selfTarget !== undefined;
-    const outcome = await deps.verifier.verify({
+    const permission = (METHOD_PERMISSIONS as Record<string, string | undefined>)[method];
+    if (permission === undefined) throw new Error(`no permission is defined for ${method}`);
+    const outcome = await verifier.verify({
       purpose: "admin",
       token,
-      requiredPermissions: checkHere ? [] : [permission],
+      requiredPermissions: CHECKED_BY_HANDLER.has(method) ? [] : [permission],
       clientIp: context.peerAddress,
       orgId: "",
       method: context.method,
@@ -182,7 +135,7 @@ export function withAdminAuth(
     if (outcome.code !== VerifyCode.VALID || record === undefined) {
       throw denial(outcome.code, permission, outcome.retryAfterMs);
     }
-    const caller: Caller = {
+    return {
       tokenId: record.id,
       orgId: record.orgId,
       teamId: record.teamId,
@@ -192,47 +145,30 @@ export function withAdminAuth(
       isPlatform: record.permissions.includes(PLATFORM_ADMIN),
       clientIp: context.peerAddress,
     };
-    if (checkHere && selfTarget !== caller.tokenId && !holds(caller.permissions, permission)) {
-      await insertAuditEvents(deps.sql, [
-        {
-          id: newAuditId(),
-          time: new Date(now()),
-          orgId: caller.orgId,
-          actorId: caller.tokenId,
-          action: "auth.denied",
-          tokenId: caller.tokenId,
-          decision: AuditDecision.DENY,
-          code: "INSUFFICIENT_PERMISSIONS",
-          clientIp: caller.clientIp,
-          method: context.method,
-          path: "",
-          requestId: context.header("x-request-id") ?? "",
-          details: { permission },
-        },
-      ]);
-      throw permissionDenied(permission);
-    }
-    return caller;
-  }
-
-  return {
-    createToken: async (req, ctx) =>
-      handlers.createToken(req, ctx, await authenticate("createToken", ctx, undefined)),
-    getToken: async (req, ctx) =>
-      handlers.getToken(req, ctx, await authenticate("getToken", ctx, undefined)),
-    listTokens: async (req, ctx) =>
-      handlers.listTokens(req, ctx, await authenticate("listTokens", ctx, undefined)),
-    updateToken: async (req, ctx) =>
-      handlers.updateToken(req, ctx, await authenticate("updateToken", ctx, undefined)),
-    revokeToken: async (req, ctx) =>
-      handlers.revokeToken(req, ctx, await authenticate("revokeToken", ctx, undefined)),
-    batchRevokeTokens: async (req, ctx) =>
-      handlers.batchRevokeTokens(req, ctx, await authenticate("batchRevokeTokens", ctx, undefined)),
-    batchUpdateTokens: async (req, ctx) =>
-      handlers.batchUpdateTokens(req, ctx, await authenticate("batchUpdateTokens", ctx, undefined)),
-    rotateToken: async (req, ctx) =>
-      handlers.rotateToken(req, ctx, await authenticate("rotateToken", ctx, req.id)),
-    listAuditEvents: async (req, ctx) =>
-      handlers.listAuditEvents(req, ctx, await authenticate("listAuditEvents", ctx, undefined)),
   };
+}
+
+/**
+ * Puts the authenticated caller into the context of every method of `handlers` before the
+ * handler runs. Interim home: the shared RPC adapter takes this over.
+ */
+export function withAuthentication<S extends DescService>(
+  desc: S,
+  handlers: ServiceHandlers<S>,
+  authenticate: Authenticator,
+): ServiceHandlers<S> {
+  const table = handlers as unknown as Record<
+    string,
+    (request: unknown, context: CallContext) => Promise<unknown>
+  >;
+  const out: Record<string, (request: unknown, context: CallContext) => Promise<unknown>> = {};
+  for (const method of desc.methods) {
+    const handler = table[method.localName];
+    if (handler === undefined || method.methodKind !== "unary") continue;
+    out[method.localName] = async (request, context) => {
+      context.caller = await authenticate(method.localName, context);
+      return handler(request, context);
+    };
+  }
+  return out as unknown as ServiceHandlers<S>;
 }

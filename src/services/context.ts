@@ -6,6 +6,7 @@ import type {
   MessageInitShape,
   MessageShape,
 } from "@bufbuild/protobuf";
+import type { TokenType } from "../gen/latchkey/v1/token_pb.js";
 
 /**
  * What a handler knows about the call, the same on both listeners. Kept small on purpose: the
@@ -21,6 +22,39 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Fully qualified method name, e.g. `latchkey.v1.TokenAdminService/CreateToken`. */
   readonly method: string;
+  /**
+   * The authenticated caller, set once by the adapter before an authenticated handler runs
+   * (TokenAdminService); undefined for unauthenticated methods.
+   */
+  caller: Caller | undefined;
+}
+
+/**
+ * The authenticated caller of a TokenAdminService method, built from its verified token. Every
+ * admin handler decides scope (org, team, owner) and escalation from this and nothing else.
+ */
+export interface Caller {
+  readonly tokenId: string;
+  readonly orgId: string;
+  readonly teamId: string;
+  readonly ownerId: string;
+  readonly type: TokenType;
+  readonly permissions: readonly string[];
+  /** Holds `platform:admin` by name (`*` does not imply it): may act in any org. */
+  readonly isPlatform: boolean;
+  /** The peer address the listener saw ("" when unknown); recorded in audit rows. */
+  readonly clientIp: string;
+}
+
+/**
+ * The caller of an authenticated method. A handler reached without one is a wiring bug (the
+ * adapter authenticates every TokenAdminService call), so this throws rather than guessing.
+ */
+export function callerOf(context: CallContext): Caller {
+  const caller = context.caller;
+  if (caller === undefined)
+    throw new Error(`${context.method} reached without an authenticated caller`);
+  return caller;
 }
 
 type UnaryHandler<I extends DescMessage, O extends DescMessage> = (

@@ -13,7 +13,7 @@ import { RedisTier } from "../store/cache-redis.js";
 import type { Sql } from "../store/db.js";
 import { UsageBatcher } from "../store/usage-batcher.js";
 import { consumeUse, loadTokenByHash } from "../store/verify-queries.js";
-import type { TokenChange, Verifier, VerifyInput, VerifyOutcome } from "./verifier-types.js";
+import type { TokenChange, Verifier, VerifyInput, VerifyOutcome } from "./verify/types.js";
 
 /** The few log calls the verifier makes (a pino logger fits). */
 export interface VerifierLog {

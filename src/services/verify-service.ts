@@ -14,7 +14,7 @@ import {
   VerifyTokenResponseSchema,
 } from "../gen/latchkey/v1/token_verify_service_pb.js";
 import type { CallContext, ServiceHandlers } from "./context.js";
-import type { Verifier } from "./verifier-types.js";
+import type { Verifier } from "./verify/types.js";
 
 export interface VerifyServiceDeps {
   readonly verifier: Verifier;

@@ -28,7 +28,7 @@ import {
   file_latchkey_v1_token_verify_service,
   TokenVerifyService,
 } from "../gen/latchkey/v1/token_verify_service_pb.js";
-import type { CallContext, ServiceHandlers } from "../services/context.js";
+import type { CallContext, Caller, ServiceHandlers } from "../services/context.js";
 import { type ErrorLog, toGrpcError } from "./error-mapper.js";
 import type { RpcRecorder } from "./metrics.js";
 
@@ -117,6 +117,7 @@ interface SurfaceCall {
  * AbortController and no peer parsing unless the handler asks for them.
  */
 class GrpcCallContext implements CallContext {
+  caller: Caller | undefined = undefined;
   #peer: string | undefined;
   #signal: AbortSignal | undefined;
 

@@ -14,7 +14,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Registry } from "prom-client";
 import { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { TokenVerifyService } from "../gen/latchkey/v1/token_verify_service_pb.js";
-import type { CallContext, ServiceHandlers } from "../services/context.js";
+import type { CallContext, Caller, ServiceHandlers } from "../services/context.js";
 import { type ErrorLog, toConnectError } from "./error-mapper.js";
 import { normalizeIp } from "./grpc-server.js";
 import type { RpcRecorder } from "./metrics.js";
@@ -62,6 +62,8 @@ const kPeer = createContextKey<string>("", { description: "latchkey peer address
 
 /** Adapts connect's HandlerContext to the CallContext the shared handlers expect. */
 class ConnectCallContext implements CallContext {
+  caller: Caller | undefined = undefined;
+
   constructor(
     private readonly ctx: HandlerContext,
     readonly method: string,

@@ -1,5 +1,5 @@
-import type { TokenRecord } from "../domain/token-record.js";
-import type { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
+import type { TokenRecord } from "../../domain/token-record.js";
+import type { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
 
 /** One verification request, from VerifyToken, the admin authentication or a gateway check. */
 export interface VerifyInput {
