@@ -3,7 +3,7 @@ import { runClustered } from "./cluster.js";
 import { type Config, ConfigError, formatHostPort, loadConfig } from "./config.js";
 import { type Listeners, startListeners } from "./server.js";
 import { bootstrapIfEmpty } from "./services/bootstrap.js";
-import { createVerifier } from "./services/verifier.js";
+import { createVerifier } from "./services/verify/verifier.js";
 import { connect, ensureAuditPartitions } from "./store/db.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded.js";
 import { MIGRATIONS_DIR, migrate } from "./store/migrate.js";

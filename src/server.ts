@@ -1,8 +1,8 @@
 import { TokenAdminService } from "./gen/latchkey/v1/token_admin_service_pb.js";
 import { createAdminService } from "./services/admin-service.js";
 import { createAuthenticator, withAuthentication } from "./services/auth.js";
-import type { LatchkeyVerifier } from "./services/verifier.js";
-import { createVerifyService } from "./services/verify-service.js";
+import { createVerifyService } from "./services/verify/service.js";
+import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { ping, type Sql, serverKey } from "./store/db.js";
 import { MIGRATIONS_DIR, pendingMigrations } from "./store/migrate.js";
 import {

@@ -6,7 +6,7 @@ import type { Sql } from "./db.js";
  * One verification audit row as the hot path records it: plain fields, no id and no Date (both
  * are made at flush time, off the request). Never holds the token.
  */
-export interface AuditRow {
+export interface VerifyAuditRow {
   readonly timeMs: number;
   readonly orgId: string;
   readonly actorId: string;
@@ -45,7 +45,7 @@ export interface AuditWriterOptions {
  * rows of a failed write go back to the buffer while there is room.
  */
 export class AuditWriter {
-  private buffer: AuditRow[] = [];
+  private buffer: VerifyAuditRow[] = [];
   private inFlight: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -70,7 +70,7 @@ export class AuditWriter {
   }
 
   /** Records one row; O(1), never blocks, never throws. */
-  push(row: AuditRow): void {
+  push(row: VerifyAuditRow): void {
     const buffer = this.buffer;
     if (buffer.length >= this.maxBuffered || this.closed) {
       this.dropped++;
@@ -118,7 +118,7 @@ export class AuditWriter {
     }
   }
 
-  private async copy(rows: readonly AuditRow[]): Promise<void> {
+  private async copy(rows: readonly VerifyAuditRow[]): Promise<void> {
     const scrub = this.options.scrub ?? same;
     let text = "";
     let lastMs = -1;
@@ -148,7 +148,7 @@ export class AuditWriter {
     }
   }
 
-  private async insert(rows: readonly AuditRow[]): Promise<void> {
+  private async insert(rows: readonly VerifyAuditRow[]): Promise<void> {
     const scrub = this.options.scrub ?? same;
     const values = rows.map((r) => ({
       id: newAuditId(),

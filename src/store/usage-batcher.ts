@@ -1,6 +1,6 @@
 import { normalizeIp } from "../domain/cidr.js";
 import type { Sql } from "./db.js";
-import { applyUsage, type UsageDelta } from "./verify-queries.js";
+import { applyUsage, type UsageDelta } from "./verify-repo.js";
 
 interface Pending {
   uses: number;

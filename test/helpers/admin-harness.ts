@@ -1,5 +1,5 @@
 import { bootstrapIfEmpty } from "../../src/services/bootstrap.js";
-import { createVerifier } from "../../src/services/verifier.js";
+import { createVerifier } from "../../src/services/verify/verifier.js";
 import type { Sql } from "../../src/store/db.js";
 import type { AdminClient } from "./admin-client.js";
 import { PREFIX, startLatchkeyServer } from "./latchkey-server.js";

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { startListeners } from "../../src/server.js";
-import type { LatchkeyVerifier } from "../../src/services/verifier.js";
+import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
 import type { Sql } from "../../src/store/db.js";
 import type { HttpLog } from "../../src/transport/http-server.js";
 import { type AdminClient, adminClient, type VerifyClient, verifyClient } from "./admin-client.js";

@@ -7,11 +7,8 @@ import type {
   VerifyTokenResponse,
 } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import { PLATFORM_ADMIN } from "../../src/services/auth.js";
-import {
-  createVerifier,
-  type LatchkeyVerifier,
-  type VerifierDeps,
-} from "../../src/services/verifier.js";
+import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
+import { createVerifier, type VerifierDeps } from "../../src/services/verify/verifier.js";
 import type { Sql } from "../../src/store/db.js";
 import type { AdminClient } from "./admin-client.js";
 import { PREFIX, startLatchkeyServer } from "./latchkey-server.js";

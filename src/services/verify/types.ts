@@ -60,3 +60,30 @@ export interface Verifier {
   flush(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Counters for /metrics, read on scrape (the hot path only bumps numbers). */
+export interface VerifierStats {
+  /** Verifications by VerifyCode number. */
+  readonly byCode: readonly number[];
+  readonly localHits: number;
+  readonly redisHits: number;
+  readonly postgresLoads: number;
+  readonly negativeHits: number;
+  /** Verifications answered from a local entry because Postgres could not be reached. */
+  readonly staleServed: number;
+  readonly unavailable: number;
+  readonly localEntries: number;
+  readonly auditWritten: number;
+  readonly auditDropped: number;
+  readonly auditPending: number;
+  readonly usageDropped: number;
+  readonly redisErrors: number;
+  readonly redisUndelivered: number;
+}
+
+/** The verifier with the extras main.ts wires to /metrics and /readyz. */
+export interface LatchkeyVerifier extends Verifier {
+  stats(): VerifierStats;
+  /** True when Redis is configured and reachable (or not configured at all). */
+  redisHealthy(): Promise<boolean>;
+}

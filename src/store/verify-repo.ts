@@ -4,11 +4,12 @@ import type { Sql } from "./db.js";
 
 /**
  * The Postgres side of verification: a lookup by secret hash, the atomic consumption of a
- * limited token's uses, and the batched usage update. Kept apart from token-store.ts so the
+ * limited token's uses, and the batched usage update. Kept apart from the admin queries so the
  * hot path depends on three statements whose cost is known, and nothing else.
  */
 
-interface TokenRow {
+/** The columns of `recordColumns`, as postgres.js returns them. */
+interface RecordRow {
   readonly id: string;
   readonly name: string;
   readonly type: number;
@@ -47,14 +48,14 @@ export async function loadTokenByHash(
   sql: Sql,
   secretHash: Uint8Array,
 ): Promise<TokenRecord | undefined> {
-  const rows = await sql<TokenRow[]>`
+  const rows = await sql<RecordRow[]>`
     SELECT ${recordColumns(sql)}
     FROM tokens WHERE secret_hash = ${toBuffer(secretHash)}`;
   const row = rows[0];
   return row === undefined ? undefined : rowToRecord(row);
 }
 
-function rowToRecord(row: TokenRow): TokenRecord {
+function rowToRecord(row: RecordRow): TokenRecord {
   return {
     id: row.id,
     name: row.name,
@@ -101,6 +102,31 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
+/**
+ * Verification's reads and writes of tokens on `sql`, in the shape the verify pipeline takes
+ * (its TokenSource). A read is safe to repeat, so a lookup is retried once when a pooled
+ * connection was dropped under it.
+ */
+export function postgresTokenSource(sql: Sql) {
+  return {
+    findByHash: (secretHash: Uint8Array): Promise<TokenRecord | undefined> =>
+      loadTokenByHash(sql, secretHash).catch((err: unknown) => {
+        if (isDroppedConnection(err)) return loadTokenByHash(sql, secretHash);
+        throw err;
+      }),
+    consumeUse: (id: string, clientIp: string | undefined): Promise<ConsumeResult> =>
+      consumeUse(sql, id, clientIp),
+  };
+}
+
+/** postgres.js errors for a connection that closed before or while a query was sent. */
+function isDroppedConnection(err: unknown): boolean {
+  const code = typeof err === "object" && err !== null && "code" in err ? err.code : undefined;
+  return (
+    code === "CONNECTION_ENDED" || code === "CONNECTION_CLOSED" || code === "CONNECTION_DESTROYED"
+  );
+}
+
 /** The answer of an atomic consumption. */
 export type ConsumeResult =
   | { readonly ok: true; readonly useCount: number; readonly maxUses: number }
@@ -127,7 +153,7 @@ export async function consumeUse(
     RETURNING use_count::float8 AS use_count, max_uses::float8 AS max_uses`;
   const row = rows[0];
   if (row !== undefined) return { ok: true, useCount: row.use_count, maxUses: row.max_uses };
-  const now = await sql<TokenRow[]>`
+  const now = await sql<RecordRow[]>`
     SELECT ${recordColumns(sql)}
     FROM tokens WHERE id = ${id}`;
   const current = now[0];

@@ -1,18 +1,8 @@
 import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
-import type { RateLimitRule, TokenRecord } from "../domain/token-record.js";
-
-/** What the Redis tier tells the verifier. */
-export interface RedisTierEvents {
-  /** Another instance (or this one) changed these tokens: drop them from the local tier. */
-  invalidated(hashes: readonly string[], ids: readonly string[]): void;
-  /**
-   * The subscription came back after a disconnect: messages may have been missed, so the
-   * local tier must be cleared.
-   */
-  resubscribed(): void;
-  warn(msg: string, err?: unknown): void;
-}
+import type { RateLimitRule, TokenRecord } from "../../domain/token-record.js";
+import { decodeRecord, encodeRecord } from "./record-codec.js";
+import type { CachedTokenKey, SharedTier, SharedTierEvents } from "./types.js";
 
 export interface RedisTierOptions {
   readonly url: string;
@@ -24,7 +14,9 @@ export interface RedisTierOptions {
   readonly tombstoneMs: number;
   /** Per-command timeout: a slow Redis must not hold verification up. */
   readonly commandTimeoutMs: number;
-  readonly events: RedisTierEvents;
+  readonly events: SharedTierEvents;
+  /** Redis trouble worth a log line (the caller throttles). */
+  readonly warn: (msg: string, err?: unknown) => void;
 }
 
 const FILL = `if redis.call('EXISTS', KEYS[2]) == 0 then
@@ -66,7 +58,7 @@ const SCRIPTS = { fill: script(FILL), invalidate: script(INVALIDATE), rate: scri
  * delivered are kept and replayed when Redis returns, so a revocation made during an outage
  * cannot be undone by a stale record left in Redis.
  */
-export class RedisTier {
+export class RedisTier implements SharedTier {
   private readonly cmd: Redis;
   private readonly sub: Redis;
   private readonly channel: string;
@@ -129,7 +121,7 @@ export class RedisTier {
       },
       (err: unknown) => {
         this.subscribing = false;
-        this.options.events.warn("redis subscribe failed; retrying on reconnect", err);
+        this.options.warn("redis subscribe failed; retrying on reconnect", err);
       },
     );
   }
@@ -183,14 +175,14 @@ export class RedisTier {
    * Deletes the changed records, blocks write-backs for a moment and tells every instance.
    * When Redis cannot be reached the change is kept and replayed on reconnect.
    */
-  async invalidate(changes: readonly { hashHex: string; id: string }[]): Promise<void> {
+  async invalidate(changes: readonly CachedTokenKey[]): Promise<void> {
     if (changes.length === 0) return;
     for (const c of changes) this.undelivered.set(c.hashHex, c.id);
     if (!this.ready) return;
     await this.deliver(changes);
   }
 
-  private async deliver(changes: readonly { hashHex: string; id: string }[]): Promise<void> {
+  private async deliver(changes: readonly CachedTokenKey[]): Promise<void> {
     const keys: string[] = [];
     for (const c of changes) keys.push(this.key(c.hashHex), this.tomb(c.hashHex));
     const message = JSON.stringify({
@@ -208,7 +200,7 @@ export class RedisTier {
       }
     } catch (err) {
       this.errors++;
-      this.options.events.warn("redis invalidation failed; will retry on reconnect", err);
+      this.options.warn("redis invalidation failed; will retry on reconnect", err);
     }
   }
 
@@ -293,73 +285,4 @@ export class RedisTier {
     this.cmd.disconnect();
     this.sub.disconnect();
   }
-}
-
-/** The Redis form of a record: JSON of the record itself (no secret, no hash). */
-export function encodeRecord(r: TokenRecord): string {
-  return JSON.stringify({
-    v: 1,
-    id: r.id,
-    n: r.name,
-    t: r.type,
-    o: r.orgId,
-    tm: r.teamId,
-    ow: r.ownerId,
-    p: r.permissions,
-    c: r.allowedCidrs,
-    m: r.metadata,
-    e: r.expireTimeMs,
-    r: r.revokeTimeMs,
-    mu: r.maxUses,
-    u: r.useCount,
-    rl: r.rateLimits.map((x) => [x.name, x.limit, x.windowMs]),
-    mc: r.maxConcurrent,
-  });
-}
-
-/** Parses a Redis record; undefined (treated as a miss) when it is not one this version wrote. */
-export function decodeRecord(raw: string): TokenRecord | undefined {
-  let x: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(raw);
-    if (typeof parsed !== "object" || parsed === null) return undefined;
-    x = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (x.v !== 1 || typeof x.id !== "string" || typeof x.o !== "string") return undefined;
-  const strs = (v: unknown): string[] =>
-    Array.isArray(v) ? v.filter((s): s is string => typeof s === "string") : [];
-  const num = (v: unknown): number | null => (typeof v === "number" ? v : null);
-  const meta: Record<string, string> = {};
-  if (typeof x.m === "object" && x.m !== null) {
-    for (const [k, v] of Object.entries(x.m)) if (typeof v === "string") meta[k] = v;
-  }
-  const rateLimits: RateLimitRule[] = [];
-  if (Array.isArray(x.rl)) {
-    for (const item of x.rl as unknown[]) {
-      if (!Array.isArray(item)) continue;
-      const [name, limit, windowMs] = item as unknown[];
-      if (typeof name === "string" && typeof limit === "number" && typeof windowMs === "number") {
-        rateLimits.push({ name, limit, windowMs });
-      }
-    }
-  }
-  return {
-    id: x.id,
-    name: typeof x.n === "string" ? x.n : "",
-    type: (typeof x.t === "number" ? x.t : 0) as TokenRecord["type"],
-    orgId: x.o,
-    teamId: typeof x.tm === "string" ? x.tm : "",
-    ownerId: typeof x.ow === "string" ? x.ow : "",
-    permissions: strs(x.p),
-    allowedCidrs: strs(x.c),
-    metadata: meta,
-    expireTimeMs: num(x.e),
-    revokeTimeMs: num(x.r),
-    maxUses: num(x.mu),
-    useCount: num(x.u) ?? 0,
-    rateLimits,
-    maxConcurrent: num(x.mc) ?? 0,
-  };
 }

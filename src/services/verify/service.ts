@@ -1,20 +1,15 @@
 import { create } from "@bufbuild/protobuf";
-import {
-  type Duration,
-  DurationSchema,
-  type Timestamp,
-  TimestampSchema,
-} from "@bufbuild/protobuf/wkt";
-import type { TokenRecord } from "../domain/token-record.js";
-import { unimplemented } from "../errors.js";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { TokenRecord } from "../../domain/token-record.js";
+import { unimplemented } from "../../errors.js";
 import {
   type TokenVerifyService,
   VerifyCode,
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
-} from "../gen/latchkey/v1/token_verify_service_pb.js";
-import type { CallContext, ServiceHandlers } from "./context.js";
-import type { Verifier } from "./verify/types.js";
+} from "../../gen/latchkey/v1/token_verify_service_pb.js";
+import type { CallContext, ServiceHandlers } from "../context.js";
+import type { Verifier } from "./types.js";
 
 export interface VerifyServiceDeps {
   readonly verifier: Verifier;
@@ -36,23 +31,6 @@ const NOT_FOUND = Object.freeze(
  */
 const responses = new WeakMap<TokenRecord, VerifyTokenResponse[]>();
 
-function expireTimestamp(ms: number | null): Timestamp | undefined {
-  if (ms === null) return undefined;
-  const seconds = Math.floor(ms / 1000);
-  return create(TimestampSchema, {
-    seconds: BigInt(seconds),
-    nanos: (ms - seconds * 1000) * 1_000_000,
-  });
-}
-
-function durationFromMs(ms: number): Duration {
-  const seconds = Math.floor(ms / 1000);
-  return create(DurationSchema, {
-    seconds: BigInt(seconds),
-    nanos: (ms - seconds * 1000) * 1_000_000,
-  });
-}
-
 function buildResponse(record: TokenRecord, code: VerifyCode): VerifyTokenResponse {
   return create(VerifyTokenResponseSchema, {
     valid: code === VerifyCode.VALID,
@@ -65,7 +43,7 @@ function buildResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespon
     ownerId: record.ownerId,
     permissions: [...record.permissions],
     metadata: { ...record.metadata },
-    expireTime: expireTimestamp(record.expireTimeMs),
+    expireTime: record.expireTimeMs === null ? undefined : timestampFromMs(record.expireTimeMs),
   });
 }
 

@@ -1,17 +1,6 @@
 import { LRUCache } from "lru-cache";
-import type { CompiledRecord } from "../domain/token-record.js";
-
-/** One token in the in-process tier. */
-export interface LocalEntry {
-  readonly record: CompiledRecord;
-  /** When the record was read from Redis or Postgres (epoch ms); its age bounds staleness. */
-  readonly loadedAtMs: number;
-  /**
-   * Highest use count this instance has seen for a limited token (from its own consumptions),
-   * so an exhausted single-use token is refused locally without another write.
-   */
-  usesSeen: number;
-}
+import type { CompiledRecord } from "../../domain/token-record.js";
+import type { CacheEntry } from "./types.js";
 
 /**
  * The in-process tier: a bounded LRU of compiled records keyed by the hex SHA-256 of the
@@ -19,12 +8,12 @@ export interface LocalEntry {
  * NOT_FOUND answers (so a flood of well-formed unknown tokens cannot evict real ones).
  */
 export class LocalTier {
-  private readonly entries: LRUCache<string, LocalEntry>;
+  private readonly entries: LRUCache<string, CacheEntry>;
   private readonly byId = new Map<string, string>();
   private readonly negative: LRUCache<string, number>;
 
   constructor(maxEntries: number, maxNegative: number) {
-    this.entries = new LRUCache<string, LocalEntry>({
+    this.entries = new LRUCache<string, CacheEntry>({
       max: Math.max(1, maxEntries),
       dispose: (entry, key) => {
         if (this.byId.get(entry.record.id) === key) this.byId.delete(entry.record.id);
@@ -34,15 +23,15 @@ export class LocalTier {
     this.enabled = maxEntries > 0;
   }
 
-  /** LATCHKEY_CACHE_SIZE=0 turns the tier off (every lookup goes to Redis or Postgres). */
+  /** A size of 0 turns the tier off (every lookup goes to Redis or Postgres). */
   readonly enabled: boolean;
 
-  get(hashHex: string): LocalEntry | undefined {
+  get(hashHex: string): CacheEntry | undefined {
     return this.entries.get(hashHex);
   }
 
-  set(hashHex: string, record: CompiledRecord, loadedAtMs: number): LocalEntry {
-    const entry: LocalEntry = { record, loadedAtMs, usesSeen: record.useCount };
+  set(hashHex: string, record: CompiledRecord, loadedAtMs: number): CacheEntry {
+    const entry: CacheEntry = { record, loadedAtMs, usesSeen: record.useCount };
     if (this.enabled) {
       this.entries.set(hashHex, entry);
       this.byId.set(record.id, hashHex);

@@ -1,0 +1,191 @@
+import type { AuditMode } from "../../config.js";
+import { LocalRateLimiter, windowRemainingMs } from "../../domain/rate-window.js";
+import { type AuditWriteMethod, AuditWriter } from "../../store/audit-writer.js";
+import { LocalTier } from "../../store/cache/local.js";
+import { RedisTier } from "../../store/cache/redis.js";
+import { TieredTokenCache } from "../../store/cache/tiered.js";
+import type { Sql } from "../../store/db.js";
+import { UsageBatcher } from "../../store/usage-batcher.js";
+import { postgresTokenSource } from "../../store/verify-repo.js";
+import { createVerifyPipeline } from "./pipeline.js";
+import type { Clock, RateLimiter, Warn } from "./ports.js";
+import type { LatchkeyVerifier, VerifierStats } from "./types.js";
+
+/** The few log calls the verifier makes (a pino logger fits). */
+export interface VerifierLog {
+  warn(obj: object, msg: string): void;
+}
+
+/** The settings of the production verifier; only `sql` and `tokenPrefix` are required. */
+export interface VerifierDeps {
+  readonly sql: Sql;
+  /** Prefix of issued tokens: tokens with another prefix are MALFORMED without a lookup. */
+  readonly tokenPrefix: string;
+  /** Which verifications write an audit row (default all). */
+  readonly auditMode?: AuditMode | undefined;
+  /** Entries in the in-process tier (default 100 000; 0 turns it off). */
+  readonly cacheSize?: number | undefined;
+  /**
+   * The oldest a local entry may be and still be used (default 30 000 ms). Entries are re-read
+   * after half of it; when Postgres is down they keep verifying until the full window has
+   * passed, then UNAVAILABLE.
+   */
+  readonly cacheMaxStalenessMs?: number | undefined;
+  /** Redis (or Valkey) connection string; unset: the in-process tier alone (one instance). */
+  readonly redisUrl?: string | undefined;
+  /** Prefix of Redis keys and of the invalidation channel (default `latchkey:`). */
+  readonly redisKeyPrefix?: string | undefined;
+  /** TTL of records cached in Redis (default 60 000 ms). */
+  readonly redisRecordTtlMs?: number | undefined;
+  /** TTL of a NOT_FOUND answer in the local tier (default 2 000 ms; creation does not invalidate). */
+  readonly negativeTtlMs?: number | undefined;
+  /** How audit rows reach Postgres (default copy: measured cheaper than INSERT). */
+  readonly auditWriteMethod?: AuditWriteMethod | undefined;
+  /** How often buffered audit rows are written (default: the writer's). */
+  readonly auditFlushIntervalMs?: number | undefined;
+  /** Audit rows held in memory at most; beyond it they are dropped and counted. */
+  readonly auditMaxBuffered?: number | undefined;
+  /** How often batched usage is written (default: the batcher's). */
+  readonly usageFlushIntervalMs?: number | undefined;
+  readonly log?: VerifierLog | undefined;
+  /** Clock (epoch ms), for tests. */
+  readonly now?: Clock | undefined;
+}
+
+/**
+ * Builds the production verifier: the Redis tier (when configured) behind the in-process tier,
+ * the COPY audit writer, the usage batcher and the Redis-backed rate limiter, handed to the
+ * decision pipeline; owns their timers and their shutdown, and reports their counters.
+ */
+export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
+  const { sql, tokenPrefix } = deps;
+  const clock = deps.now ?? Date.now;
+  const auditMode: AuditMode = deps.auditMode ?? "all";
+  const cacheSize = deps.cacheSize ?? 100_000;
+  const warn = throttledWarn(deps.log, clock);
+
+  const local = new LocalTier(cacheSize, Math.min(Math.max(cacheSize, 1), 10_000));
+  const redisUrl = deps.redisUrl;
+  const cache = new TieredTokenCache(
+    local,
+    redisUrl === undefined
+      ? undefined
+      : (events) =>
+          new RedisTier({
+            url: redisUrl,
+            keyPrefix: deps.redisKeyPrefix ?? "latchkey:",
+            recordTtlMs: deps.redisRecordTtlMs ?? 60_000,
+            tombstoneMs: 5_000,
+            commandTimeoutMs: 250,
+            events,
+            warn,
+          }),
+  );
+  const redis = cache.shared;
+  const limiter = new LocalRateLimiter();
+
+  const secretPattern = new RegExp(`${escapeRegExp(tokenPrefix)}_[a-z]_[0-9A-Za-z]{8,}`, "g");
+  const marker = `${tokenPrefix}_`;
+  const audit =
+    auditMode === "none"
+      ? undefined
+      : new AuditWriter({
+          sql,
+          method: deps.auditWriteMethod ?? "copy",
+          ...(deps.auditFlushIntervalMs === undefined
+            ? {}
+            : { flushIntervalMs: deps.auditFlushIntervalMs }),
+          ...(deps.auditMaxBuffered === undefined ? {} : { maxBuffered: deps.auditMaxBuffered }),
+          // A gateway may pass a path whose query string carries the token: never store it.
+          scrub: (text) =>
+            text.includes(marker) ? text.replace(secretPattern, "[redacted]") : text,
+          onError: (err) => warn("audit write failed", err),
+        });
+  const usage = new UsageBatcher({
+    sql,
+    ...(deps.usageFlushIntervalMs === undefined
+      ? {}
+      : { flushIntervalMs: deps.usageFlushIntervalMs }),
+    onError: (err) => warn("usage flush failed", err),
+  });
+
+  const pipeline = createVerifyPipeline({
+    tokenPrefix,
+    cache,
+    source: postgresTokenSource(sql),
+    audit,
+    auditMode,
+    usage,
+    rateLimiter: redis === undefined ? limiter : sharedRateLimiter(redis, limiter),
+    clock,
+    maxStalenessMs: deps.cacheMaxStalenessMs,
+    negativeTtlMs: deps.negativeTtlMs,
+    warn,
+  });
+
+  const maintenance = setInterval(() => {
+    limiter.sweep(clock());
+    if (redis !== undefined) void redis.retryUndelivered();
+  }, 1_000);
+  maintenance.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    verify: pipeline.verify,
+    tokensChanged: pipeline.tokensChanged,
+    async flush() {
+      await Promise.all([usage.flush(), audit?.flush()]);
+    },
+    close() {
+      closing ??= (async () => {
+        clearInterval(maintenance);
+        await Promise.all([usage.close(), audit?.close()]);
+        await redis?.close();
+      })();
+      return closing;
+    },
+    stats: (): VerifierStats => ({
+      ...pipeline.stats(),
+      localEntries: cache.size,
+      auditWritten: audit?.written ?? 0,
+      auditDropped: audit?.dropped ?? 0,
+      auditPending: audit?.pending ?? 0,
+      usageDropped: usage.dropped,
+      redisErrors: redis?.errors ?? 0,
+      redisUndelivered: redis?.undeliveredCount ?? 0,
+    }),
+    redisHealthy: async () => (redis === undefined ? true : redis.ping()),
+  };
+}
+
+/**
+ * Rate limits shared by every instance through Redis; while Redis cannot answer, each instance
+ * limits locally (the best that can be done without shared state).
+ */
+function sharedRateLimiter(redis: RedisTier, fallback: LocalRateLimiter): RateLimiter {
+  return {
+    async check(tokenId, rules, nowMs) {
+      const denied = await redis.rateLimit(tokenId, rules, nowMs);
+      if (denied === undefined) return fallback.check(tokenId, rules, nowMs);
+      if (denied === 0) return 0;
+      const rule = rules[denied - 1];
+      return rule === undefined ? 0 : windowRemainingMs(rule, nowMs);
+    },
+  };
+}
+
+/** One log line per message per 10 s, so an outage does not flood the log. */
+function throttledWarn(log: VerifierLog | undefined, clock: Clock): Warn {
+  const lastWarn = new Map<string, number>();
+  return (msg, err) => {
+    if (log === undefined) return;
+    const now = clock();
+    if ((lastWarn.get(msg) ?? 0) + 10_000 > now) return;
+    lastWarn.set(msg, now);
+    log.warn({ err: err instanceof Error ? err.message : err }, msg);
+  };
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
