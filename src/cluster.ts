@@ -13,24 +13,18 @@ export interface ClusterOptions {
 }
 
 /**
- * Runs `startWorker` in `workers` processes behind the same listeners (node:cluster shares the
+ * Supervises `workers` worker processes serving the same listeners (node:cluster shares the
  * listening sockets; the primary hands connections out round-robin), so verification uses
- * every core. The primary only supervises: a worker that dies unexpectedly is replaced (at
- * most once per second, so a worker that cannot start does not fork-bomb), SIGTERM or SIGINT
- * on the primary stops every worker gracefully (each runs its own shutdown: listeners close,
- * usage and audit are flushed) and the primary exits when they are gone, with code 1 if any
- * worker failed to stop within `stopTimeoutMs`. In a worker, it just calls `startWorker`.
+ * every core. Call it in the primary only: each worker runs main.ts again and, seeing
+ * `cluster.isWorker`, starts its own instance. The primary only supervises: a worker that dies
+ * unexpectedly is replaced (at most once per second, so a worker that cannot start does not
+ * fork-bomb), SIGTERM or SIGINT on the primary stops every worker gracefully (each runs its own
+ * shutdown: listeners close, usage and audit are flushed) and the primary exits when they are
+ * gone, with code 1 if any worker failed to stop within `stopTimeoutMs`.
  */
-export async function runClustered(
-  workers: number,
-  startWorker: () => Promise<void>,
-  options: ClusterOptions = {},
-): Promise<void> {
+export function superviseWorkers(workers: number, options: ClusterOptions = {}): void {
+  if (!cluster.isPrimary) throw new Error("superviseWorkers runs in the primary process only");
   const stopTimeoutMs = options.stopTimeoutMs ?? 15_000;
-  if (workers <= 1 || !cluster.isPrimary) {
-    await startWorker();
-    return;
-  }
   // Round-robin is the default on Linux; set it explicitly so it does not depend on the platform.
   cluster.schedulingPolicy = cluster.SCHED_RR;
   let stopping = false;

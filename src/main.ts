@@ -1,7 +1,7 @@
 import cluster from "node:cluster";
-import { runClustered } from "./cluster.js";
+import { type Instance, startInstance } from "./app.js";
+import { superviseWorkers } from "./cluster.js";
 import { type Config, ConfigError, formatHostPort, loadConfig } from "./config.js";
-import { type Listeners, startListeners } from "./server.js";
 import { bootstrapIfEmpty } from "./services/bootstrap.js";
 import { createVerifier } from "./services/verify/verifier.js";
 import { connect, ensureAuditPartitions } from "./store/db.js";
@@ -14,9 +14,10 @@ const STOP_DEADLINE_MS = 8_000;
 const PARTITION_CHECK_MS = 6 * 3_600_000;
 
 /**
- * Composition root: config → storage → services → listeners → shutdown. The primary process
- * owns the database lifecycle (embedded Postgres, migrations, bootstrap); `serve` runs the
- * listeners, in-process or in each worker when LATCHKEY_WORKERS > 1.
+ * The process composition root: config → database (embedded or not; migrations, bootstrap) →
+ * storage, caches and the verifier → one instance (services and both listeners, see app.ts)
+ * → shutdown. The primary process owns the database lifecycle; `serve` runs an instance
+ * in-process, or in each worker when LATCHKEY_WORKERS > 1 (the primary then only supervises).
  */
 async function main(): Promise<void> {
   let config: Config;
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
 
   if (config.workers > 1) {
     const primaryEmbedded = embedded;
-    await runClustered(config.workers, () => Promise.resolve(), {
+    superviseWorkers(config.workers, {
       env: { DATABASE_URL: url },
       onStopped: async () => {
         await primaryEmbedded?.stop();
@@ -104,6 +105,7 @@ async function serve(
   log: Logger,
   embedded: EmbeddedPostgres | undefined,
 ): Promise<void> {
+  // Storage and caches: the pool, and the verifier with its cache tiers, audit and usage sinks.
   const sql = connect(url, { max: config.databasePoolSize });
   const verifier = createVerifier({
     sql,
@@ -114,9 +116,9 @@ async function serve(
     redisUrl: config.redisUrl,
     log,
   });
-  let listeners: Listeners;
+  let instance: Instance;
   try {
-    listeners = await startListeners({
+    instance = await startInstance({
       sql,
       verifier,
       tokenPrefix: config.tokenPrefix,
@@ -132,7 +134,7 @@ async function serve(
     await embedded?.stop();
     throw err;
   }
-  const { grpcPort, httpPort } = listeners;
+  const { grpcPort, httpPort } = instance;
 
   const partitions = setInterval(() => {
     ensureAuditPartitions(sql, new Date(), (msg) => log.warn(msg)).catch((err: unknown) =>
@@ -164,7 +166,7 @@ async function serve(
     deadline.unref();
     clearInterval(partitions);
     try {
-      await listeners.close();
+      await instance.close();
       await verifier.close(); // flushes usage counters and audit rows
       await sql.end({ timeout: 2 });
       await embedded?.stop();

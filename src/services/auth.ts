@@ -1,10 +1,9 @@
-import type { DescService } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { PLATFORM_ADMIN } from "../domain/permissions.js";
 import { LatchkeyError } from "../errors.js";
 import type { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
-import type { CallContext, Caller, ServiceHandlers } from "./context.js";
+import type { CallContext, Caller } from "./context.js";
 import type { Verifier } from "./verify/types.js";
 
 export { PLATFORM_ADMIN };
@@ -146,29 +145,4 @@ export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authent
       clientIp: context.peerAddress,
     };
   };
-}
-
-/**
- * Puts the authenticated caller into the context of every method of `handlers` before the
- * handler runs. Interim home: the shared RPC adapter takes this over.
- */
-export function withAuthentication<S extends DescService>(
-  desc: S,
-  handlers: ServiceHandlers<S>,
-  authenticate: Authenticator,
-): ServiceHandlers<S> {
-  const table = handlers as unknown as Record<
-    string,
-    (request: unknown, context: CallContext) => Promise<unknown>
-  >;
-  const out: Record<string, (request: unknown, context: CallContext) => Promise<unknown>> = {};
-  for (const method of desc.methods) {
-    const handler = table[method.localName];
-    if (handler === undefined || method.methodKind !== "unary") continue;
-    out[method.localName] = async (request, context) => {
-      context.caller = await authenticate(method.localName, context);
-      return handler(request, context);
-    };
-  }
-  return out as unknown as ServiceHandlers<S>;
 }

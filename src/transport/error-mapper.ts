@@ -5,7 +5,7 @@ import {
   type MessageInitShape,
   toBinary,
 } from "@bufbuild/protobuf";
-import { anyPack, anyUnpack } from "@bufbuild/protobuf/wkt";
+import { AnySchema, anyPack, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { ERROR_DOMAIN, LatchkeyError } from "../errors.js";
@@ -92,8 +92,10 @@ function mapError(err: unknown, log: ErrorLog, method: string | undefined): Mapp
 }
 
 /**
- * Maps a handler failure for connect-node. connect-es serialises the details itself: JSON
- * `details` for the Connect protocol, `grpc-status-details-bin` for gRPC and gRPC-Web.
+ * Maps a handler failure once, for both listeners (the RPC adapter calls it): connect-node
+ * sends the result as it is (connect-es serialises the details itself: JSON `details` for the
+ * Connect protocol, `grpc-status-details-bin` for gRPC and gRPC-Web), the gRPC listener through
+ * {@link toGrpcError}.
  */
 export function toConnectError(err: unknown, log: ErrorLog, method?: string): ConnectError {
   const m = mapError(err, log, method);
@@ -101,27 +103,27 @@ export function toConnectError(err: unknown, log: ErrorLog, method?: string): Co
 }
 
 /**
- * Maps a handler failure for grpc-js: status code, message and a binary google.rpc.Status in
- * the `grpc-status-details-bin` trailer, the form grpc-go, grpcurl and buf curl decode. The
- * result is an Error too, so it can be passed to a unary callback or emitted on a stream.
+ * The adapter's mapped error as grpc-js sends it: status code, message and a binary
+ * google.rpc.Status in the `grpc-status-details-bin` trailer, the form grpc-go, grpcurl and buf
+ * curl decode. The result is an Error too, so it can be passed to a unary callback or emitted on
+ * a stream. It maps nothing itself: `err` comes from {@link toConnectError}.
  */
-export function toGrpcError(
-  err: unknown,
-  log: ErrorLog,
-  method?: string,
-): grpc.ServerErrorResponse {
-  const m = mapError(err, log, method);
+export function toGrpcError(err: ConnectError): grpc.ServerErrorResponse {
   const status = create(StatusSchema, {
-    code: m.code,
-    message: m.message,
-    details: m.details.map((d) => anyPack(d.desc, create(d.desc, d.value))),
+    code: err.code,
+    message: err.rawMessage,
+    details: err.details.map((d) =>
+      "desc" in d
+        ? anyPack(d.desc, create(d.desc, d.value))
+        : create(AnySchema, { typeUrl: `type.googleapis.com/${d.type}`, value: d.value }),
+    ),
   });
   const bytes = toBinary(StatusSchema, status);
   const metadata = new grpc.Metadata();
   metadata.set(GRPC_STATUS_DETAILS_KEY, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
-  return Object.assign(new Error(m.message), {
-    code: m.code as number as grpc.status,
-    details: m.message,
+  return Object.assign(new Error(err.rawMessage), {
+    code: err.code as number as grpc.status,
+    details: err.rawMessage,
     metadata,
   });
 }

@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
-import { startListeners } from "../../src/server.js";
+import { startInstance } from "../../src/app.js";
 import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
 import type { Sql } from "../../src/store/db.js";
-import type { HttpLog } from "../../src/transport/http-server.js";
+import type { HttpLog } from "../../src/transport/http/server.js";
 import { type AdminClient, adminClient, type VerifyClient, verifyClient } from "./admin-client.js";
 
 /** The token prefix every test server issues and accepts. */
@@ -32,13 +32,13 @@ export interface LatchkeyServer {
 }
 
 /**
- * Starts one latchkey instance through src/server.ts's startListeners — the wiring main.ts
+ * Starts one latchkey instance through src/app.ts's startInstance — the wiring main.ts
  * runs: both services on the real gRPC and HTTP listeners, readiness and metrics — on
  * ephemeral ports, over a verifier and database the caller owns, and hands out grpc-js clients
  * that the close() closes too.
  */
 export async function startLatchkeyServer(opts: LatchkeyServerOptions): Promise<LatchkeyServer> {
-  const listeners = await startListeners({
+  const listeners = await startInstance({
     sql: opts.sql,
     verifier: opts.verifier,
     tokenPrefix: PREFIX,

@@ -33,19 +33,13 @@ import {
 } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import type { CallContext, ServiceHandlers } from "../../src/services/context.js";
 import { decodeGrpcErrorDetails } from "../../src/transport/error-mapper.js";
-import {
-  closeGrpc,
-  createGrpcServer,
-  createHealthReporter,
-  type GrpcHealthReporter,
-  grpcServiceDefinition,
-  listenGrpc,
-  normalizeIp,
-  peerIp,
-} from "../../src/transport/grpc-server.js";
-import { createHttpServer, type HttpListener } from "../../src/transport/http-server.js";
+import { createHealthReporter, type GrpcHealthReporter } from "../../src/transport/grpc/health.js";
+import { closeGrpc, createGrpcServer, listenGrpc } from "../../src/transport/grpc/server.js";
+import { grpcServiceDefinition } from "../../src/transport/grpc/service.js";
+import { createHttpServer, type HttpListener } from "../../src/transport/http/server.js";
 import { createLogger } from "../../src/transport/logger.js";
 import { createMetrics, type Metrics } from "../../src/transport/metrics.js";
+import { socketIp as normalizeIp, peerIp } from "../../src/transport/peer.js";
 
 const run = promisify(execFile);
 const BUF = join(process.cwd(), "node_modules/.bin/buf");

@@ -1,0 +1,158 @@
+import { once } from "node:events";
+import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
+import type * as grpc from "@grpc/grpc-js";
+import type { CallContext, Caller, ServiceHandlers } from "../../services/context.js";
+import { type ErrorLog, toGrpcError } from "../error-mapper.js";
+import type { RpcMetrics } from "../metrics.js";
+import { peerIp } from "../peer.js";
+import {
+  adaptService,
+  type Message,
+  type RpcService,
+  type ServerStreamingRpc,
+  type UnaryRpc,
+} from "../rpc-adapter.js";
+
+/** The part of a grpc-js server call the context reads (grpc-js does not export the type). */
+interface SurfaceCall {
+  readonly metadata: grpc.Metadata;
+  readonly cancelled: boolean;
+  getPeer(): string;
+  once(event: "cancelled", listener: () => void): unknown;
+}
+
+/**
+ * Per-call context on the hot path: a plain object with two lazy fields. No Headers, no
+ * AbortController and no peer parsing unless the handler asks for them.
+ */
+class GrpcCallContext implements CallContext {
+  caller: Caller | undefined = undefined;
+  #peer: string | undefined;
+  #signal: AbortSignal | undefined;
+
+  constructor(
+    private readonly call: SurfaceCall,
+    readonly method: string,
+  ) {}
+
+  header(name: string): string | undefined {
+    const value = this.call.metadata.get(name)[0];
+    return typeof value === "string" ? value : undefined;
+  }
+
+  get peerAddress(): string {
+    if (this.#peer === undefined) this.#peer = peerIp(this.call.getPeer());
+    return this.#peer;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#signal === undefined) {
+      const controller = new AbortController();
+      if (this.call.cancelled) controller.abort();
+      else this.call.once("cancelled", () => controller.abort());
+      this.#signal = controller.signal;
+    }
+    return this.#signal;
+  }
+}
+
+/** What {@link grpcServiceDefinition} returns: the two halves `server.addService` takes. */
+export interface GrpcService {
+  readonly definition: grpc.ServiceDefinition;
+  readonly implementation: grpc.UntypedServiceImplementation;
+}
+
+function bytesToBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Encodings of frozen (immutable, shared) response messages. */
+const encodedOnce = new WeakMap<object, Buffer>();
+
+function methodDefinition(
+  service: DescService,
+  method: DescMethod,
+): grpc.MethodDefinition<Message, Message> {
+  const input = method.input;
+  const output = method.output;
+  return {
+    path: `/${service.typeName}/${method.name}`,
+    requestStream:
+      method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+    responseStream:
+      method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    requestSerialize: (value) => bytesToBuffer(toBinary(input, value)),
+    requestDeserialize: (bytes) => fromBinary(input, bytes),
+    responseSerialize: (value) => {
+      // A frozen response is immutable and shared (e.g. VerifyToken's per-token answers):
+      // encode it once. grpc-js copies the bytes into its own frame, so sharing them is safe.
+      if (!Object.isFrozen(value)) return bytesToBuffer(toBinary(output, value));
+      let bytes = encodedOnce.get(value);
+      if (bytes === undefined) {
+        bytes = bytesToBuffer(toBinary(output, value));
+        encodedOnce.set(value, bytes);
+      }
+      return bytes;
+    },
+    responseDeserialize: (bytes) => fromBinary(output, bytes),
+    originalName: method.localName,
+  };
+}
+
+function unaryImplementation(rpc: UnaryRpc): grpc.handleUnaryCall<Message, Message> {
+  return (call, callback) => {
+    void rpc.call(call.request, new GrpcCallContext(call, rpc.fullName)).then((result) => {
+      if (result instanceof ConnectError) callback(toGrpcError(result));
+      else callback(null, result);
+    });
+  };
+}
+
+function streamingImplementation(
+  rpc: ServerStreamingRpc,
+): grpc.handleServerStreamingCall<Message, Message> {
+  return (call) => {
+    const context = new GrpcCallContext(call, rpc.fullName);
+    const run = async (): Promise<void> => {
+      for await (const message of rpc.stream(call.request, context)) {
+        if (call.cancelled) return;
+        if (!call.write(message)) await once(call, "drain", { signal: context.signal });
+      }
+      if (!call.cancelled) call.end();
+    };
+    run().catch((err: unknown) => {
+      if (!call.cancelled) call.emit("error", toGrpcError(rpc.fail(err)));
+    });
+  };
+}
+
+/**
+ * Binds an adapted service to grpc-js: method definitions from the protobuf-es descriptor (so
+ * the gRPC listener needs no .proto loading) and implementations that only turn the grpc-js
+ * call into a CallContext and send the adapter's answer. Client and bidi streaming are not in
+ * the contract; such a method stays unregistered and grpc-js answers UNIMPLEMENTED.
+ */
+export function bindGrpcService(service: RpcService): GrpcService {
+  const definition: Record<string, grpc.MethodDefinition<Message, Message>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const rpc of service.methods) {
+    definition[rpc.desc.name] = methodDefinition(service.desc, rpc.desc);
+    implementation[rpc.desc.name] =
+      rpc.kind === "unary" ? unaryImplementation(rpc) : streamingImplementation(rpc);
+  }
+  return { definition: definition as grpc.ServiceDefinition, implementation };
+}
+
+/**
+ * A grpc-js service straight from a descriptor and a handler set, for a service served on the
+ * gRPC listener only (an extra service) and for grpc-js clients built from the same definition.
+ */
+export function grpcServiceDefinition<S extends DescService>(
+  desc: S,
+  handlers: ServiceHandlers<S>,
+  log: ErrorLog,
+  options: { readonly metrics?: RpcMetrics | undefined } = {},
+): GrpcService {
+  return bindGrpcService(adaptService(desc, handlers, { log, metrics: options.metrics }));
+}

@@ -1,0 +1,148 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type * as net from "node:net";
+import type * as tls from "node:tls";
+import type { ErrorLog } from "../error-mapper.js";
+import type { RpcMetrics } from "../metrics.js";
+import { type Served, servedServices } from "../rpc-adapter.js";
+import { connectHandler, type NodeHandler } from "./connect.js";
+import { sniffingServer } from "./h2c.js";
+import { isProbePath, type ProbeOptions, serveProbe } from "./probes.js";
+
+/** The logger the HTTP listener writes request lines and handler failures to (pino fits). */
+export interface HttpLog extends ErrorLog {
+  info(obj: Record<string, unknown>, msg: string): void;
+  debug(obj: Record<string, unknown>, msg: string): void;
+}
+
+interface HttpListenerOptions extends ProbeOptions {
+  readonly log: HttpLog;
+  /** Records the calls of handler sets this listener adapts itself (see {@link Served}). */
+  readonly rpcMetrics?: RpcMetrics | undefined;
+  /** With TLS, HTTP/1.1 and HTTP/2 are negotiated by ALPN on one port. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** How long close() lets in-flight requests finish before cutting connections (ms). */
+  readonly closeGraceMs?: number | undefined;
+}
+
+export type HttpServerOptions = HttpListenerOptions & Served;
+
+/** The HTTP listener: bind it, and close it promptly even with clients still connected. */
+export interface HttpListener {
+  readonly server: net.Server | tls.Server;
+  /** Binds `host:port` (port 0 picks one) and resolves with the bound port. */
+  listen(hostPort: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+function hostAndPort(hostPort: string): { host: string; port: number } {
+  const colon = hostPort.lastIndexOf(":");
+  if (colon < 0) throw new Error(`listen address ${hostPort} has no port`);
+  let host = hostPort.slice(0, colon);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  const port = Number(hostPort.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new Error(`listen address ${hostPort} has a bad port`);
+  }
+  return { host, port };
+}
+
+/** Routes a request to the probes or to connect-node, and logs one line for it once answered. */
+function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHandler {
+  const { log } = opts;
+  return (req, res) => {
+    const start = performance.now();
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    const probe = isProbePath(path);
+    res.once("finish", () => {
+      // Only these fields: headers (authorization!) and bodies (secrets!) are never logged.
+      const line = {
+        method: req.method,
+        path,
+        status: res.statusCode,
+        ms: Math.round((performance.now() - start) * 100) / 100,
+        http: req.httpVersion,
+      };
+      if (probe) log.debug(line, "http request");
+      else log.info(line, "http request");
+    });
+    if (probe && req.method === "GET") serveProbe(path, res, opts);
+    else connect(req, res);
+  };
+}
+
+/**
+ * The HTTP listener: Connect (JSON and binary), gRPC-Web and gRPC via connect-node for
+ * browsers, curl and generated clients, plus /healthz, /readyz and /metrics. Plaintext serves
+ * HTTP/1.1 and h2c on one port by sniffing the HTTP/2 preface; TLS negotiates by ALPN.
+ */
+export function createHttpServer(opts: HttpServerOptions): HttpListener {
+  const { log } = opts;
+  const graceMs = opts.closeGraceMs ?? 500;
+  const services = servedServices(opts, { log, metrics: opts.rpcMetrics });
+  const handle = requestHandler(opts, connectHandler(services));
+
+  const sockets = new Set<net.Socket>();
+  const trackSocket = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+  const sessions = new Set<http2.Http2Session>();
+  const trackSession = (session: http2.Http2Session): void => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  };
+
+  let server: net.Server | tls.Server;
+  let h1: http.Server | undefined;
+  if (opts.tls === undefined) {
+    h1 = http.createServer(handle);
+    const h2 = http2.createServer(handle);
+    h2.on("session", trackSession);
+    server = sniffingServer(h1, h2, trackSocket);
+  } else {
+    const secure = http2.createSecureServer(
+      { cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: true },
+      handle,
+    );
+    secure.on("session", trackSession);
+    secure.on("secureConnection", trackSocket);
+    server = secure;
+  }
+  server.on("error", (err) => log.error({ err }, "http listener error"));
+
+  return {
+    server,
+    listen(hostPort) {
+      const { host, port } = hostAndPort(hostPort);
+      return new Promise((resolve, reject) => {
+        const onError = (err: Error): void => reject(err);
+        server.once("error", onError);
+        server.listen(port, host, () => {
+          server.off("error", onError);
+          const address = server.address();
+          resolve(typeof address === "object" && address !== null ? address.port : port);
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => {
+        if (!server.listening) {
+          resolve();
+          return;
+        }
+        server.close(() => resolve());
+        // Ask politely first: GOAWAY on HTTP/2, close idle keep-alive HTTP/1.1 connections.
+        for (const session of sessions) session.close();
+        h1?.closeIdleConnections();
+        const timer = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+          for (const socket of sockets) socket.destroy();
+        }, graceMs);
+        timer.unref();
+      });
+    },
+  };
+}
