@@ -1,10 +1,12 @@
 import { TokenAdminService } from "./gen/latchkey/v1/token_admin_service_pb.js";
-import { createAdminService } from "./services/admin-service.js";
+import { createAdminService } from "./services/admin/index.js";
 import { createAuthenticator, withAuthentication } from "./services/auth.js";
 import type { LatchkeyVerifier } from "./services/verifier.js";
 import { createVerifyService } from "./services/verify-service.js";
+import { createAuditRepo } from "./store/audit-repo.js";
 import { ping, type Sql, serverKey } from "./store/db.js";
 import { MIGRATIONS_DIR, pendingMigrations } from "./store/migrate.js";
+import { createTokenRepo } from "./store/token-repo.js";
 import {
   closeGrpc,
   createGrpcServer,
@@ -51,7 +53,14 @@ export async function startListeners(opts: ListenersOptions): Promise<Listeners>
   const pageKey = await serverKey(sql, "page_token_key");
   const admin = withAuthentication(
     TokenAdminService,
-    createAdminService({ sql, verifier, prefix: opts.tokenPrefix, pageKey, log }),
+    createAdminService({
+      tokens: createTokenRepo(sql),
+      audit: createAuditRepo(sql),
+      changes: verifier,
+      prefix: opts.tokenPrefix,
+      pageKey,
+      log,
+    }),
     createAuthenticator(verifier),
   );
   const verify = createVerifyService({ verifier });
