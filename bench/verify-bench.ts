@@ -16,8 +16,6 @@ import { Worker } from "node:worker_threads";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
-import { newTokenId } from "../src/domain/ids.js";
-import { generateToken, hashToken } from "../src/domain/token-format.js";
 import {
   RevokeTokenRequestSchema,
   TokenAdminService,
@@ -30,6 +28,7 @@ import {
   VerifyTokenResponseSchema,
 } from "../src/gen/latchkey/v1/token_verify_service_pb.js";
 import { freePort, startEmbeddedPostgres } from "../src/store/embedded.js";
+import { seedToken } from "../test/helpers/seed.js";
 import type { LoadJob, LoadResult } from "./load-worker.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -414,13 +413,14 @@ async function insertToken(
   sql: postgres.Sql,
   permissions: string[],
 ): Promise<{ id: string; secret: string }> {
-  const secret = generateToken(PREFIX, TokenType.PERSONAL);
-  const id = newTokenId();
-  await sql`
-    INSERT INTO tokens (id, secret_hash, display_hint, name, type, org_id, permissions, created_by)
-    VALUES (${id}, ${hashToken(secret)}, ${`${PREFIX}_p_…${secret.slice(-4)}`}, 'bench',
-            ${TokenType.PERSONAL}, ${ORG}, ${permissions}::text[], 'bench')`;
-  return { id, secret };
+  return await seedToken(sql, PREFIX, {
+    name: "bench",
+    type: TokenType.PERSONAL,
+    orgId: ORG,
+    permissions,
+    createdBy: "bench",
+    expireTime: null,
+  });
 }
 
 function verifyBody(token: string): Uint8Array {

@@ -1,9 +1,11 @@
-import { createAdminService } from "./services/admin-service.js";
+import { createAdminService } from "./services/admin/index.js";
 import { createAuthenticator } from "./services/auth.js";
 import { createVerifyService } from "./services/verify/service.js";
 import type { LatchkeyVerifier } from "./services/verify/types.js";
+import { createAuditRepo } from "./store/audit-repo.js";
 import { ping, type Sql, serverKey } from "./store/db.js";
 import { MIGRATIONS_DIR, pendingMigrations } from "./store/migrate.js";
+import { createTokenRepo } from "./store/token-repo.js";
 import { createHealthReporter, type GrpcHealthReporter } from "./transport/grpc/health.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc/server.js";
 import type { Readiness } from "./transport/http/probes.js";
@@ -45,7 +47,14 @@ async function createServices(deps: InstanceDeps): Promise<LatchkeyHandlers> {
   const { sql, verifier, log } = deps;
   const pageKey = await serverKey(sql, "page_token_key");
   return {
-    admin: createAdminService({ sql, verifier, prefix: deps.tokenPrefix, pageKey, log }),
+    admin: createAdminService({
+      tokens: createTokenRepo(sql),
+      audit: createAuditRepo(sql),
+      changes: verifier,
+      prefix: deps.tokenPrefix,
+      pageKey,
+      log,
+    }),
     verify: createVerifyService({ verifier }),
   };
 }

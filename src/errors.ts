@@ -65,3 +65,37 @@ export function unavailable(what: string, cause?: unknown): LatchkeyError {
     cause,
   });
 }
+
+/**
+ * A refusal with its own reason and machine-readable metadata (scope, escalation, a token
+ * state that forbids the change): the short form services use instead of the constructor.
+ */
+export function refused(
+  code: Code,
+  reason: string,
+  message: string,
+  metadata: Record<string, string> = {},
+): LatchkeyError {
+  return new LatchkeyError(code, reason, message, { metadata });
+}
+
+/** Throws one INVALID_ARGUMENT naming every collected bad field, if there is any. */
+export function throwIfInvalid(violations: readonly FieldViolation[]): void {
+  if (violations.length > 0) throw invalidArgument(violations);
+}
+
+/**
+ * A write that collided with a unique constraint (Postgres 23505), raised by the store so that
+ * services never look at driver error codes. Unhandled, it leaves as ALREADY_EXISTS.
+ */
+export class ConflictError extends LatchkeyError {
+  constructor(
+    readonly constraint: string,
+    cause: unknown,
+  ) {
+    super(Code.AlreadyExists, "ALREADY_EXISTS", "the resource already exists", {
+      cause,
+      metadata: constraint === "" ? {} : { constraint },
+    });
+  }
+}

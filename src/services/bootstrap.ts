@@ -1,9 +1,9 @@
-import { newAuditId, newTokenId } from "../domain/ids.js";
-import { displayHint, generateToken, hashToken } from "../domain/token-format.js";
+import { newAuditId } from "../domain/ids.js";
+import { mint } from "../domain/mint.js";
 import { DEFAULT_TYPE_POLICIES, typePolicy } from "../domain/token-types.js";
 import { AuditDecision, TokenType } from "../gen/latchkey/v1/token_pb.js";
 import type { Sql } from "../store/db.js";
-import { insertAuditEvents, insertTokens } from "../store/token-store.js";
+import { createTokenRepo } from "../store/token-repo.js";
 import { PLATFORM_ADMIN } from "./auth.js";
 
 /** The team the bootstrap token belongs to; it is org-wide anyway because it holds `*`. */
@@ -22,8 +22,8 @@ export interface BootstrapOptions {
  * `*` and `platform:admin` — and returns its secret for the caller to print once. Without it
  * nobody could call TokenAdminService at all. Returns undefined when any token exists.
  *
- * The check and the insert run under a transaction-scoped advisory lock, so two instances
- * starting together on an empty database create exactly one token between them.
+ * The repository checks and inserts under a transaction-scoped advisory lock, so two
+ * instances starting together on an empty database create exactly one token between them.
  *
  * Shape: a TEAM token of team `platform` with no owner (no type is org-level without a cap, and
  * a team token is the closest to "the platform team's key"); its expiry is the TEAM type's
@@ -36,42 +36,23 @@ export async function bootstrapIfEmpty(
 ): Promise<string | undefined> {
   const policies = options.policies ?? DEFAULT_TYPE_POLICIES;
   const nowMs = (options.now ?? Date.now)();
-  return await sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(hashtext('latchkey.bootstrap'))`;
-    const existing = await tx<{ found: boolean }[]>`
-      SELECT EXISTS (SELECT 1 FROM tokens) AS found`;
-    if (existing[0]?.found !== false) return undefined;
-    const type = TokenType.TEAM;
-    const policy = typePolicy(policies, type);
-    const lifetime = policy.maxLifetimeMs ?? policy.defaultLifetimeMs;
-    const secret = generateToken(options.prefix, type);
-    const at = new Date(nowMs);
-    const [row] = await insertTokens(tx, [
-      {
-        id: newTokenId(),
-        secretHash: hashToken(secret),
-        displayHint: displayHint(secret),
-        name: "bootstrap platform admin",
-        type,
-        orgId: options.orgId,
-        teamId: BOOTSTRAP_TEAM,
-        ownerId: "",
-        createdBy: "",
-        role: "",
-        permissions: ["*", PLATFORM_ADMIN],
-        allowedCidrs: [],
-        metadata: {},
-        maxUses: null,
-        rateLimits: [],
-        maxConcurrent: 0,
-        createTime: at,
-        expireTime: lifetime === null ? null : new Date(nowMs + lifetime),
-        requestId: null,
-        rotatedFrom: null,
-      },
-    ]);
-    if (row === undefined) throw new Error("bootstrap insert returned no row");
-    await insertAuditEvents(tx, [
+  const type = TokenType.TEAM;
+  const policy = typePolicy(policies, type);
+  const lifetime = policy.maxLifetimeMs ?? policy.defaultLifetimeMs;
+  const { secret, ...minted } = mint(options.prefix, type);
+  const at = new Date(nowMs);
+  const row = await createTokenRepo(sql).createIfEmpty(
+    {
+      ...minted,
+      name: "bootstrap platform admin",
+      type,
+      orgId: options.orgId,
+      teamId: BOOTSTRAP_TEAM,
+      permissions: ["*", PLATFORM_ADMIN],
+      createTime: at,
+      expireTime: lifetime === null ? null : new Date(nowMs + lifetime),
+    },
+    (row) => [
       {
         id: newAuditId(),
         time: at,
@@ -92,7 +73,7 @@ export async function bootstrapIfEmpty(
           expire_time: row.expire_time === null ? null : row.expire_time.toISOString(),
         },
       },
-    ]);
-    return secret;
-  });
+    ],
+  );
+  return row === undefined ? undefined : secret;
 }

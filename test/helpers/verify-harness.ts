@@ -1,7 +1,4 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { newTokenId } from "../../src/domain/ids.js";
-import { generateToken, hashToken } from "../../src/domain/token-format.js";
-import { TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import type {
   VerifyTokenRequestSchema,
   VerifyTokenResponse,
@@ -12,7 +9,9 @@ import { createVerifier, type VerifierDeps } from "../../src/services/verify/ver
 import type { Sql } from "../../src/store/db.js";
 import type { AdminClient } from "./admin-client.js";
 import { PREFIX, startLatchkeyServer } from "./latchkey-server.js";
+import { insertToken } from "./seed.js";
 
+export { insertToken, type TestToken } from "./seed.js";
 export { PREFIX };
 
 /** A running latchkey instance (both services, real listeners) over one verifier. */
@@ -85,47 +84,6 @@ export async function startVerifyInstance(
       await verifier.close();
     },
   };
-}
-
-/** What a test token looks like in the database; everything optional has a harmless default. */
-export interface TestToken {
-  readonly orgId?: string;
-  readonly type?: TokenType;
-  readonly permissions?: readonly string[];
-  readonly allowedCidrs?: readonly string[];
-  readonly metadata?: Readonly<Record<string, string>>;
-  readonly expireTime?: Date | null;
-  readonly revokeTime?: Date | null;
-  readonly maxUses?: number | null;
-  readonly useCount?: number;
-  readonly rateLimits?: readonly { name: string; limit: number; window_ms: number }[];
-  readonly name?: string;
-  /** Use this secret instead of a fresh one (e.g. one that was verified before it existed). */
-  readonly secret?: string;
-}
-
-/**
- * Inserts a token row the way the admin service stores it (SHA-256 of the secret, never the
- * secret) and returns its id and plain secret.
- */
-export async function insertToken(
-  sql: Sql,
-  t: TestToken = {},
-): Promise<{ id: string; secret: string }> {
-  const type = t.type ?? TokenType.PERSONAL;
-  const secret = t.secret ?? generateToken(PREFIX, type);
-  const id = newTokenId();
-  await sql`
-    INSERT INTO tokens (id, secret_hash, display_hint, name, type, org_id, team_id, owner_id,
-                        permissions, allowed_cidrs, metadata, max_uses, use_count, rate_limits,
-                        expire_time, revoke_time)
-    VALUES (${id}, ${hashToken(secret)}, ${`${PREFIX}_…${secret.slice(-4)}`},
-            ${t.name ?? "test token"}, ${type}, ${t.orgId ?? "org-a"}, 'team-1', 'user-1',
-            ${[...(t.permissions ?? ["*"])]}::text[], ${[...(t.allowedCidrs ?? [])]}::cidr[],
-            ${sql.json(t.metadata ?? { region: "eu-west" })}, ${t.maxUses ?? null},
-            ${t.useCount ?? 0}, ${sql.json([...(t.rateLimits ?? [])])},
-            ${t.expireTime ?? null}, ${t.revokeTime ?? null})`;
-  return { id, secret };
 }
 
 /** Polls `check` every 10 ms until it returns true or `ms` pass; returns the time taken or -1. */

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newTokenId } from "../../src/domain/ids.js";
-import { displayHint, generateToken, hashToken } from "../../src/domain/token-format.js";
+import { mint } from "../../src/domain/mint.js";
 import { TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
-import { insertTokens, type NewToken } from "../../src/store/token-store.js";
+import { createTokenRepo, type NewToken } from "../../src/store/token-repo.js";
 import type { AdminClient } from "../helpers/admin-client.js";
 import { type AdminHarness, ORG_A, PREFIX, startAdminHarness } from "../helpers/admin-harness.js";
 
@@ -13,11 +12,9 @@ let admin: AdminClient;
 const seeded: string[] = [];
 
 function seedToken(i: number): NewToken {
-  const secret = generateToken(PREFIX, TokenType.TEAM);
+  const { secret: _secret, ...minted } = mint(PREFIX, TokenType.TEAM);
   return {
-    id: newTokenId(),
-    secretHash: hashToken(secret),
-    displayHint: displayHint(secret),
+    ...minted,
     name: `seed ${i}`,
     type: TokenType.TEAM,
     orgId: ORG_A,
@@ -46,7 +43,7 @@ beforeAll(async () => {
   // 2,500 rows in five multi-row INSERTs.
   for (let batch = 0; batch < SEEDED / 500; batch++) {
     const rows = Array.from({ length: 500 }, (_, i) => seedToken(batch * 500 + i));
-    const inserted = await insertTokens(h.sql, rows);
+    const inserted = await createTokenRepo(h.sql).insert(rows);
     seeded.push(...inserted.map((r) => r.id));
   }
 }, 120_000);
