@@ -1,25 +1,16 @@
 import { once } from "node:events";
 import { newAuditId } from "../domain/ids.js";
+import type { NewAuditEvent } from "./audit-repo.js";
 import type { Sql } from "./db.js";
 
 /**
- * One verification audit row as the hot path records it: plain fields, no id and no Date (both
- * are made at flush time, off the request). Never holds the token.
+ * One verification audit row as the hot path records it: the admin row's fields with the time
+ * as epoch ms, no id and no details (the id and Date are made at flush time, off the request).
+ * Never holds the token.
  */
-export interface VerifyAuditRow {
+export type VerifyAuditRow = Omit<NewAuditEvent, "id" | "time" | "details"> & {
   readonly timeMs: number;
-  readonly orgId: string;
-  readonly actorId: string;
-  readonly action: string;
-  readonly tokenId: string;
-  /** latchkey.v1.AuditDecision number (1 allow, 2 deny). */
-  readonly decision: number;
-  readonly code: string;
-  readonly clientIp: string;
-  readonly method: string;
-  readonly path: string;
-  readonly requestId: string;
-}
+};
 
 /** How rows reach Postgres: COPY … FROM STDIN (default, measured cheaper) or multi-row INSERT. */
 export type AuditWriteMethod = "copy" | "insert";

@@ -6,7 +6,6 @@ import type {
 import { PLATFORM_ADMIN } from "../../src/services/auth.js";
 import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
 import { createVerifier, type VerifierDeps } from "../../src/services/verify/verifier.js";
-import type { Sql } from "../../src/store/db.js";
 import type { AdminClient } from "./admin-client.js";
 import { PREFIX, startLatchkeyServer } from "./latchkey-server.js";
 import { insertToken } from "./seed.js";
