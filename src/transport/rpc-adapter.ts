@@ -27,11 +27,15 @@ interface AdaptedMethod {
 export interface UnaryRpc extends AdaptedMethod {
   readonly kind: "unary";
   /**
-   * Never rejects: resolves with the response message, or with the failure already mapped by
-   * the one error mapper (logged where it is a fault, and counted), for the listener to send.
+   * Runs the call and hands `reply` the response message, or the failure already mapped by the
+   * one error mapper (logged where it is a fault, and counted), for the listener to send.
+   * A callback rather than a promise: the gRPC hot path then pays one promise hop per call.
    */
-  call(request: Message, context: CallContext): Promise<Message | ConnectError>;
+  call(request: Message, context: CallContext, reply: UnaryReply): void;
 }
+
+/** Receives a unary call's outcome: exactly one of a mapped error or the response. */
+export type UnaryReply = (error: ConnectError | null, response: Message | undefined) => void;
 
 /** A server-streaming method ready to serve. */
 export interface ServerStreamingRpc extends AdaptedMethod {
@@ -93,27 +97,29 @@ function adaptUnary(
     kind: "unary",
     desc,
     fullName,
-    call(request, context) {
+    call(request, context, reply) {
       const start = performance.now();
       let pending: Promise<unknown>;
       try {
         pending = run(request, context);
       } catch (err) {
-        return Promise.resolve(fail(err, start));
+        reply(fail(err, start), undefined);
+        return;
       }
-      return pending.then(
+      pending.then(
         (init) => {
           let response: Message;
           try {
             // A handler may return a message (kept as is, frozen ones included) or an init shape.
             response = create(output, init as MessageInitShape<DescMessage>);
           } catch (err) {
-            return fail(err, start);
+            reply(fail(err, start), undefined);
+            return;
           }
           recorder?.record(OK, (performance.now() - start) / 1e3);
-          return response;
+          reply(null, response);
         },
-        (err: unknown) => fail(err, start),
+        (err: unknown) => reply(fail(err, start), undefined),
       );
     },
   };

@@ -102,9 +102,9 @@ function methodDefinition(
 
 function unaryImplementation(rpc: UnaryRpc): grpc.handleUnaryCall<Message, Message> {
   return (call, callback) => {
-    void rpc.call(call.request, new GrpcCallContext(call, rpc.fullName)).then((result) => {
-      if (result instanceof ConnectError) callback(toGrpcError(result));
-      else callback(null, result);
+    rpc.call(call.request, new GrpcCallContext(call, rpc.fullName), (error, response) => {
+      if (error !== null) callback(toGrpcError(error));
+      else callback(null, response);
     });
   };
 }

@@ -44,10 +44,13 @@ function connectMethod(rpc: RpcMethod): unknown {
     return (request: Message, ctx: HandlerContext) =>
       rpc.stream(request, new ConnectCallContext(ctx, rpc.fullName));
   }
-  return async (request: Message, ctx: HandlerContext) => {
-    const result = await rpc.call(request, new ConnectCallContext(ctx, rpc.fullName));
-    if (result instanceof ConnectError) throw result;
-    return result;
+  return (request: Message, ctx: HandlerContext) => {
+    return new Promise<Message>((resolve, reject) => {
+      rpc.call(request, new ConnectCallContext(ctx, rpc.fullName), (error, response) => {
+        if (error !== null || response === undefined) reject(error);
+        else resolve(response);
+      });
+    });
   };
 }
 
