@@ -1,6 +1,5 @@
 import { once } from "node:events";
 import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ConnectError } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import type { CallContext, Caller, ServiceHandlers } from "../../services/context.js";
 import { type ErrorLog, toGrpcError } from "../error-mapper.js";

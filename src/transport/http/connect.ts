@@ -2,7 +2,6 @@ import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import {
-  ConnectError,
   type ConnectRouter,
   createContextKey,
   createContextValues,
