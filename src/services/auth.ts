@@ -11,7 +11,8 @@ export { PLATFORM_ADMIN };
 type MethodName = keyof (typeof TokenAdminService)["method"];
 
 /**
- * The permission each TokenAdminService method needs. RotateToken's is waived when a token
+ * The permission each TokenAdminService method needs ("" for none: GetCaller only reads the
+ * caller itself). RotateToken's is waived when a token
  * rotates itself (so a CI job can renew its own secret): the authenticator then asks for no
  * permission and the rotate handler checks it once it knows the target.
  */
@@ -25,6 +26,7 @@ export const METHOD_PERMISSIONS: { readonly [K in MethodName]: string } = {
   revokeToken: "tokens:revoke",
   batchRevokeTokens: "tokens:revoke",
   listAuditEvents: "audit:read",
+  getCaller: "",
 };
 
 /** Methods whose permission the handler checks itself (see {@link METHOD_PERMISSIONS}). */
@@ -123,7 +125,7 @@ export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authent
     const outcome = await verifier.verify({
       purpose: "admin",
       token,
-      requiredPermissions: CHECKED_BY_HANDLER.has(method) ? [] : [permission],
+      requiredPermissions: CHECKED_BY_HANDLER.has(method) || permission === "" ? [] : [permission],
       clientIp: context.peerAddress,
       orgId: "",
       method: context.method,

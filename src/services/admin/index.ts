@@ -4,6 +4,7 @@ import { listAuditEvents } from "./audit-events.js";
 import { batchUpdateTokens } from "./batch-update.js";
 import { createToken } from "./create.js";
 import { type AdminServiceDeps, resolveDeps } from "./deps.js";
+import { getCaller } from "./get-caller.js";
 import { getToken, listTokens } from "./get-list.js";
 import { batchRevokeTokens, revokeToken } from "./revoke.js";
 import { rotateToken } from "./rotate.js";
@@ -12,7 +13,7 @@ import { updateToken } from "./update.js";
 export type { AdminLog, AdminServiceDeps } from "./deps.js";
 
 /**
- * The nine TokenAdminService methods, written against the authenticated caller that the
+ * The TokenAdminService methods, written against the authenticated caller that the
  * adapter puts in the call context: the one implementation both listeners serve.
  *
  * Scope: every query names the org (a platform caller's by-id lookups are the one exception,
@@ -36,5 +37,6 @@ export function createAdminService(
     batchUpdateTokens: batchUpdateTokens(d),
     rotateToken: rotateToken(d),
     listAuditEvents: listAuditEvents(d),
+    getCaller: getCaller(d),
   };
 }

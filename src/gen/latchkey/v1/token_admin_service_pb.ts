@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file latchkey/v1/token_admin_service.proto.
  */
 export const file_latchkey_v1_token_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVsYXRjaGtleS92MS90b2tlbl9hZG1pbl9zZXJ2aWNlLnByb3RvEgtsYXRjaGtleS52MSL9AwoSQ3JlYXRlVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdHlwZRgCIAEoDjIWLmxhdGNoa2V5LnYxLlRva2VuVHlwZRIPCgd0ZWFtX2lkGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEgwKBHJvbGUYBSABKAkSEwoLcGVybWlzc2lvbnMYBiADKAkSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1hbGxvd2VkX2NpZHJzGAkgAygJEj8KCG1ldGFkYXRhGAogAygLMi0ubGF0Y2hrZXkudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSFQoIbWF4X3VzZXMYCyABKANIAIgBARIrCgtyYXRlX2xpbWl0cxgMIAMoCzIWLmxhdGNoa2V5LnYxLlJhdGVMaW1pdBIWCg5tYXhfY29uY3VycmVudBgNIAEoBRISCgpyZXF1ZXN0X2lkGA4gASgJEg4KBm9yZ19pZBgPIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX21heF91c2VzIkgKE0NyZWF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjUKEEdldFRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiKBAgoRTGlzdFRva2Vuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGb3JnX2lkGAMgASgJEiQKBHR5cGUYBCABKA4yFi5sYXRjaGtleS52MS5Ub2tlblR5cGUSDwoHdGVhbV9pZBgFIAEoCRIQCghvd25lcl9pZBgGIAEoCRImCgVzdGF0ZRgHIAEoDjIXLmxhdGNoa2V5LnYxLlRva2VuU3RhdGUSMAoMdW51c2VkX3NpbmNlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpuZXZlcl91c2VkGAkgASgIIlEKEkxpc3RUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5sYXRjaGtleS52MS5Ub2tlbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkifAoSVXBkYXRlVG9rZW5SZXF1ZXN0EiEKBXRva2VuGAEgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEhIKCnJlcXVlc3RfaWQYAyABKAkiOAoTVXBkYXRlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuIkQKElJldm9rZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSI4ChNSZXZva2VUb2tlblJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4ixAEKC1Rva2VuRmlsdGVyEiQKBHR5cGUYASABKA4yFi5sYXRjaGtleS52MS5Ub2tlblR5cGUSDwoHdGVhbV9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRImCgVzdGF0ZRgEIAEoDjIXLmxhdGNoa2V5LnYxLlRva2VuU3RhdGUSMAoMdW51c2VkX3NpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpuZXZlcl91c2VkGAYgASgIIpYBChhCYXRjaFJldm9rZVRva2Vuc1JlcXVlc3QSCwoDaWRzGAEgAygJEigKBmZpbHRlchgCIAEoCzIYLmxhdGNoa2V5LnYxLlRva2VuRmlsdGVyEg4KBnJlYXNvbhgDIAEoCRIPCgdkcnlfcnVuGAQgASgIEg4KBm9yZ19pZBgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJIk4KGUJhdGNoUmV2b2tlVG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIubGF0Y2hrZXkudjEuVG9rZW4SDQoFY291bnQYAiABKAUiswEKGEJhdGNoVXBkYXRlVG9rZW5zUmVxdWVzdBILCgNpZHMYASADKAkSRQoIbWV0YWRhdGEYAiADKAsyMy5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QuTWV0YWRhdGFFbnRyeRISCgpyZXF1ZXN0X2lkGAMgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI/ChlCYXRjaFVwZGF0ZVRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLmxhdGNoa2V5LnYxLlRva2VuImUKElJvdGF0ZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIvCgxncmFjZV9wZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKcmVxdWVzdF9pZBgDIAEoCSJuChNSb3RhdGVUb2tlblJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4SDgoGc2VjcmV0GAIgASgJEiQKCHByZXZpb3VzGAMgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4ijwIKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSEAoIdG9rZW5faWQYASABKAkSEAoIYWN0b3JfaWQYAiABKAkSDgoGYWN0aW9uGAMgASgJEiwKCGRlY2lzaW9uGAQgASgOMhoubGF0Y2hrZXkudjEuQXVkaXREZWNpc2lvbhIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkSDgoGb3JnX2lkGAkgASgJIlsKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEicKBmV2ZW50cxgBIAMoCzIXLmxhdGNoa2V5LnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpkGChFUb2tlbkFkbWluU2VydmljZRJQCgtDcmVhdGVUb2tlbhIfLmxhdGNoa2V5LnYxLkNyZWF0ZVRva2VuUmVxdWVzdBogLmxhdGNoa2V5LnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USRwoIR2V0VG9rZW4SHC5sYXRjaGtleS52MS5HZXRUb2tlblJlcXVlc3QaHS5sYXRjaGtleS52MS5HZXRUb2tlblJlc3BvbnNlEk0KCkxpc3RUb2tlbnMSHi5sYXRjaGtleS52MS5MaXN0VG9rZW5zUmVxdWVzdBofLmxhdGNoa2V5LnYxLkxpc3RUb2tlbnNSZXNwb25zZRJQCgtVcGRhdGVUb2tlbhIfLmxhdGNoa2V5LnYxLlVwZGF0ZVRva2VuUmVxdWVzdBogLmxhdGNoa2V5LnYxLlVwZGF0ZVRva2VuUmVzcG9uc2USUAoLUmV2b2tlVG9rZW4SHy5sYXRjaGtleS52MS5SZXZva2VUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5SZXZva2VUb2tlblJlc3BvbnNlEmIKEUJhdGNoUmV2b2tlVG9rZW5zEiUubGF0Y2hrZXkudjEuQmF0Y2hSZXZva2VUb2tlbnNSZXF1ZXN0GiYubGF0Y2hrZXkudjEuQmF0Y2hSZXZva2VUb2tlbnNSZXNwb25zZRJiChFCYXRjaFVwZGF0ZVRva2VucxIlLmxhdGNoa2V5LnYxLkJhdGNoVXBkYXRlVG9rZW5zUmVxdWVzdBomLmxhdGNoa2V5LnYxLkJhdGNoVXBkYXRlVG9rZW5zUmVzcG9uc2USUAoLUm90YXRlVG9rZW4SHy5sYXRjaGtleS52MS5Sb3RhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5Sb3RhdGVUb2tlblJlc3BvbnNlElwKD0xpc3RBdWRpdEV2ZW50cxIjLmxhdGNoa2V5LnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaJC5sYXRjaGtleS52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_latchkey_v1_token]);
+  fileDesc("CiVsYXRjaGtleS92MS90b2tlbl9hZG1pbl9zZXJ2aWNlLnByb3RvEgtsYXRjaGtleS52MSL9AwoSQ3JlYXRlVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdHlwZRgCIAEoDjIWLmxhdGNoa2V5LnYxLlRva2VuVHlwZRIPCgd0ZWFtX2lkGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEgwKBHJvbGUYBSABKAkSEwoLcGVybWlzc2lvbnMYBiADKAkSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1hbGxvd2VkX2NpZHJzGAkgAygJEj8KCG1ldGFkYXRhGAogAygLMi0ubGF0Y2hrZXkudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSFQoIbWF4X3VzZXMYCyABKANIAIgBARIrCgtyYXRlX2xpbWl0cxgMIAMoCzIWLmxhdGNoa2V5LnYxLlJhdGVMaW1pdBIWCg5tYXhfY29uY3VycmVudBgNIAEoBRISCgpyZXF1ZXN0X2lkGA4gASgJEg4KBm9yZ19pZBgPIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX21heF91c2VzIkgKE0NyZWF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjUKEEdldFRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiISChBHZXRDYWxsZXJSZXF1ZXN0IloKEUdldENhbGxlclJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4SEAoIcGxhdGZvcm0YAiABKAgSEAoIb3JnX3dpZGUYAyABKAgigQIKEUxpc3RUb2tlbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg4KBm9yZ19pZBgDIAEoCRIkCgR0eXBlGAQgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg8KB3RlYW1faWQYBSABKAkSEAoIb3duZXJfaWQYBiABKAkSJgoFc3RhdGUYByABKA4yFy5sYXRjaGtleS52MS5Ub2tlblN0YXRlEjAKDHVudXNlZF9zaW5jZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbmV2ZXJfdXNlZBgJIAEoCCJRChJMaXN0VG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIubGF0Y2hrZXkudjEuVG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInwKElVwZGF0ZVRva2VuUmVxdWVzdBIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxISCgpyZXF1ZXN0X2lkGAMgASgJIjgKE1VwZGF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiJEChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiOAoTUmV2b2tlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuIsQBCgtUb2tlbkZpbHRlchIkCgR0eXBlGAEgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg8KB3RlYW1faWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSJgoFc3RhdGUYBCABKA4yFy5sYXRjaGtleS52MS5Ub2tlblN0YXRlEjAKDHVudXNlZF9zaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbmV2ZXJfdXNlZBgGIAEoCCKWAQoYQmF0Y2hSZXZva2VUb2tlbnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRIoCgZmaWx0ZXIYAiABKAsyGC5sYXRjaGtleS52MS5Ub2tlbkZpbHRlchIOCgZyZWFzb24YAyABKAkSDwoHZHJ5X3J1bhgEIAEoCBIOCgZvcmdfaWQYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSJOChlCYXRjaFJldm9rZVRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLmxhdGNoa2V5LnYxLlRva2VuEg0KBWNvdW50GAIgASgFIrMBChhCYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QSCwoDaWRzGAEgAygJEkUKCG1ldGFkYXRhGAIgAygLMjMubGF0Y2hrZXkudjEuQmF0Y2hVcGRhdGVUb2tlbnNSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKcmVxdWVzdF9pZBgDIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPwoZQmF0Y2hVcGRhdGVUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5sYXRjaGtleS52MS5Ub2tlbiJlChJSb3RhdGVUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSLwoMZ3JhY2VfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcXVlc3RfaWQYAyABKAkibgoTUm90YXRlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCRIkCghwcmV2aW91cxgDIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuIo8CChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhAKCHRva2VuX2lkGAEgASgJEhAKCGFjdG9yX2lkGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIsCghkZWNpc2lvbhgEIAEoDjIaLmxhdGNoa2V5LnYxLkF1ZGl0RGVjaXNpb24SLgoKc3RhcnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJEg4KBm9yZ19pZBgJIAEoCSJbChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRInCgZldmVudHMYASADKAsyFy5sYXRjaGtleS52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTLlBgoRVG9rZW5BZG1pblNlcnZpY2USUAoLQ3JlYXRlVG9rZW4SHy5sYXRjaGtleS52MS5DcmVhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkcKCEdldFRva2VuEhwubGF0Y2hrZXkudjEuR2V0VG9rZW5SZXF1ZXN0Gh0ubGF0Y2hrZXkudjEuR2V0VG9rZW5SZXNwb25zZRJNCgpMaXN0VG9rZW5zEh4ubGF0Y2hrZXkudjEuTGlzdFRva2Vuc1JlcXVlc3QaHy5sYXRjaGtleS52MS5MaXN0VG9rZW5zUmVzcG9uc2USUAoLVXBkYXRlVG9rZW4SHy5sYXRjaGtleS52MS5VcGRhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5VcGRhdGVUb2tlblJlc3BvbnNlElAKC1Jldm9rZVRva2VuEh8ubGF0Y2hrZXkudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJiChFCYXRjaFJldm9rZVRva2VucxIlLmxhdGNoa2V5LnYxLkJhdGNoUmV2b2tlVG9rZW5zUmVxdWVzdBomLmxhdGNoa2V5LnYxLkJhdGNoUmV2b2tlVG9rZW5zUmVzcG9uc2USYgoRQmF0Y2hVcGRhdGVUb2tlbnMSJS5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QaJi5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1Jlc3BvbnNlElAKC1JvdGF0ZVRva2VuEh8ubGF0Y2hrZXkudjEuUm90YXRlVG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuUm90YXRlVG9rZW5SZXNwb25zZRJcCg9MaXN0QXVkaXRFdmVudHMSIy5sYXRjaGtleS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQubGF0Y2hrZXkudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USSgoJR2V0Q2FsbGVyEh0ubGF0Y2hrZXkudjEuR2V0Q2FsbGVyUmVxdWVzdBoeLmxhdGNoa2V5LnYxLkdldENhbGxlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_latchkey_v1_token]);
 
 /**
  * CreateTokenRequest describes the token to issue. Its grants can never exceed the caller's.
@@ -214,6 +214,56 @@ export const GetTokenResponseSchema: GenMessage<GetTokenResponse> = /*@__PURE__*
   messageDesc(file_latchkey_v1_token_admin_service, 3);
 
 /**
+ * GetCallerRequest takes nothing: the caller is the bearer token of the call.
+ *
+ * @generated from message latchkey.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"latchkey.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message latchkey.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_latchkey_v1_token_admin_service, 4);
+
+/**
+ * GetCallerResponse describes the authenticated caller.
+ *
+ * @generated from message latchkey.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"latchkey.v1.GetCallerResponse"> & {
+  /**
+   * The caller's own token record (never its secret).
+   *
+   * @generated from field: latchkey.v1.Token token = 1;
+   */
+  token?: Token | undefined;
+
+  /**
+   * Holds `platform:admin`: may act in any org.
+   *
+   * @generated from field: bool platform = 2;
+   */
+  platform: boolean;
+
+  /**
+   * Reaches every token of its org (no team or owner scope, or a platform caller).
+   *
+   * @generated from field: bool org_wide = 3;
+   */
+  orgWide: boolean;
+};
+
+/**
+ * Describes the message latchkey.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_latchkey_v1_token_admin_service, 5);
+
+/**
  * ListTokensRequest filters and pages the caller's tokens. All filters combine with AND.
  *
  * @generated from message latchkey.v1.ListTokensRequest
@@ -288,7 +338,7 @@ export type ListTokensRequest = Message<"latchkey.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 4);
+  messageDesc(file_latchkey_v1_token_admin_service, 6);
 
 /**
  * ListTokensResponse is one page of tokens.
@@ -316,7 +366,7 @@ export type ListTokensResponse = Message<"latchkey.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 5);
+  messageDesc(file_latchkey_v1_token_admin_service, 7);
 
 /**
  * UpdateTokenRequest changes the fields named in update_mask.
@@ -352,7 +402,7 @@ export type UpdateTokenRequest = Message<"latchkey.v1.UpdateTokenRequest"> & {
  * Use `create(UpdateTokenRequestSchema)` to create a new message.
  */
 export const UpdateTokenRequestSchema: GenMessage<UpdateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 6);
+  messageDesc(file_latchkey_v1_token_admin_service, 8);
 
 /**
  * UpdateTokenResponse carries the updated token.
@@ -373,7 +423,7 @@ export type UpdateTokenResponse = Message<"latchkey.v1.UpdateTokenResponse"> & {
  * Use `create(UpdateTokenResponseSchema)` to create a new message.
  */
 export const UpdateTokenResponseSchema: GenMessage<UpdateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 7);
+  messageDesc(file_latchkey_v1_token_admin_service, 9);
 
 /**
  * RevokeTokenRequest names the token to revoke.
@@ -408,7 +458,7 @@ export type RevokeTokenRequest = Message<"latchkey.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 8);
+  messageDesc(file_latchkey_v1_token_admin_service, 10);
 
 /**
  * RevokeTokenResponse carries the revoked token.
@@ -429,7 +479,7 @@ export type RevokeTokenResponse = Message<"latchkey.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 9);
+  messageDesc(file_latchkey_v1_token_admin_service, 11);
 
 /**
  * TokenFilter selects tokens for batch operations. All set fields combine with AND; at least
@@ -486,7 +536,7 @@ export type TokenFilter = Message<"latchkey.v1.TokenFilter"> & {
  * Use `create(TokenFilterSchema)` to create a new message.
  */
 export const TokenFilterSchema: GenMessage<TokenFilter> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 10);
+  messageDesc(file_latchkey_v1_token_admin_service, 12);
 
 /**
  * BatchRevokeTokensRequest revokes by ids (at most 1000, no duplicates, all or nothing) or by
@@ -543,7 +593,7 @@ export type BatchRevokeTokensRequest = Message<"latchkey.v1.BatchRevokeTokensReq
  * Use `create(BatchRevokeTokensRequestSchema)` to create a new message.
  */
 export const BatchRevokeTokensRequestSchema: GenMessage<BatchRevokeTokensRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 11);
+  messageDesc(file_latchkey_v1_token_admin_service, 13);
 
 /**
  * BatchRevokeTokensResponse lists the tokens revoked (or that would be).
@@ -571,7 +621,7 @@ export type BatchRevokeTokensResponse = Message<"latchkey.v1.BatchRevokeTokensRe
  * Use `create(BatchRevokeTokensResponseSchema)` to create a new message.
  */
 export const BatchRevokeTokensResponseSchema: GenMessage<BatchRevokeTokensResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 12);
+  messageDesc(file_latchkey_v1_token_admin_service, 14);
 
 /**
  * BatchUpdateTokensRequest applies one metadata change to many tokens.
@@ -606,7 +656,7 @@ export type BatchUpdateTokensRequest = Message<"latchkey.v1.BatchUpdateTokensReq
  * Use `create(BatchUpdateTokensRequestSchema)` to create a new message.
  */
 export const BatchUpdateTokensRequestSchema: GenMessage<BatchUpdateTokensRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 13);
+  messageDesc(file_latchkey_v1_token_admin_service, 15);
 
 /**
  * BatchUpdateTokensResponse carries the updated tokens.
@@ -627,7 +677,7 @@ export type BatchUpdateTokensResponse = Message<"latchkey.v1.BatchUpdateTokensRe
  * Use `create(BatchUpdateTokensResponseSchema)` to create a new message.
  */
 export const BatchUpdateTokensResponseSchema: GenMessage<BatchUpdateTokensResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 14);
+  messageDesc(file_latchkey_v1_token_admin_service, 16);
 
 /**
  * RotateTokenRequest names the token to replace.
@@ -662,7 +712,7 @@ export type RotateTokenRequest = Message<"latchkey.v1.RotateTokenRequest"> & {
  * Use `create(RotateTokenRequestSchema)` to create a new message.
  */
 export const RotateTokenRequestSchema: GenMessage<RotateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 15);
+  messageDesc(file_latchkey_v1_token_admin_service, 17);
 
 /**
  * RotateTokenResponse carries the new token, its secret and the old token.
@@ -697,7 +747,7 @@ export type RotateTokenResponse = Message<"latchkey.v1.RotateTokenResponse"> & {
  * Use `create(RotateTokenResponseSchema)` to create a new message.
  */
 export const RotateTokenResponseSchema: GenMessage<RotateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 16);
+  messageDesc(file_latchkey_v1_token_admin_service, 18);
 
 /**
  * ListAuditEventsRequest filters and pages audit rows. All filters combine with AND.
@@ -774,7 +824,7 @@ export type ListAuditEventsRequest = Message<"latchkey.v1.ListAuditEventsRequest
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 17);
+  messageDesc(file_latchkey_v1_token_admin_service, 19);
 
 /**
  * ListAuditEventsResponse is one page of audit rows.
@@ -802,7 +852,7 @@ export type ListAuditEventsResponse = Message<"latchkey.v1.ListAuditEventsRespon
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_latchkey_v1_token_admin_service, 18);
+  messageDesc(file_latchkey_v1_token_admin_service, 20);
 
 /**
  * TokenAdminService manages the life of tokens: create, inspect, update, rotate, revoke, and
@@ -904,6 +954,17 @@ export const TokenAdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditEventsRequestSchema;
     output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * Returns the caller's own token and what it may do ("who am I"), for consoles and CLIs.
+   * Any valid token may call it; no permission is needed.
+   *
+   * @generated from rpc latchkey.v1.TokenAdminService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_latchkey_v1_token_admin_service, 0);
