@@ -1,11 +1,18 @@
 import type { FieldViolation } from "../errors.js";
 import { AuditDecision, TokenState, TokenType } from "../gen/latchkey/v1/token_pb.js";
+import { compileCidrs, ipAllowed } from "./cidr.js";
 import { MAX_IDS, MAX_METADATA_ENTRIES } from "./validation.js";
 
 /** Ids per BatchRevokeTokens / BatchUpdateTokens call (one transaction each). */
 export const MAX_BATCH_IDS = MAX_IDS;
-/** Tokens a BatchRevokeTokens filter may select; more must be narrowed first. */
-export const MAX_FILTER_REVOKE = 10_000;
+/** Tokens a BatchRevokeTokens by filter revokes per transaction (it revokes all matches). */
+export const REVOKE_CHUNK = 1000;
+/**
+ * Tokens a BatchRevokeTokens response lists (its `count` has them all): at the largest token
+ * (100 permissions, 100 CIDRs, 32 metadata entries of 512 characters) 100 tokens stay well
+ * under gRPC's 4 MB message limit.
+ */
+export const MAX_LISTED_REVOKED = 100;
 /** Longest RotateToken grace period. */
 export const MAX_GRACE_MS = 7 * 24 * 3600 * 1000;
 /** Metadata keys a token may hold (also after a batch update). */
@@ -132,4 +139,25 @@ export function checkRateLimits(list: readonly RateLimitInput[], field: string):
     }
   });
   return out;
+}
+
+/** Whether the CIDR `inner` lies inside `outer` (same family, prefix at least as long). */
+function cidrWithin(inner: string, outer: string): boolean {
+  const slash = inner.lastIndexOf("/");
+  const outerSlash = outer.lastIndexOf("/");
+  if (slash < 0 || outerSlash < 0) return false;
+  if (Number(inner.slice(slash + 1)) < Number(outer.slice(outerSlash + 1))) return false;
+  return ipAllowed(compileCidrs([outer]), inner.slice(0, slash));
+}
+
+/**
+ * Whether replacing the allowed IPs `before` by `after` (both normalized, `addr/prefix`) admits
+ * no client that `before` refused: every new entry lies inside one old entry. An empty list
+ * admits everyone, so anything narrows it and clearing a list never does. An entry covered
+ * only by several old entries together counts as widening (the safe side).
+ */
+export function cidrsNarrowed(before: readonly string[], after: readonly string[]): boolean {
+  if (before.length === 0) return true;
+  if (after.length === 0) return false;
+  return after.every((n) => before.some((o) => cidrWithin(n, o)));
 }

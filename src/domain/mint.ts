@@ -48,18 +48,24 @@ export function defaultMaxUses(policy: TypePolicy): bigint | null {
 }
 
 /**
- * Expiry of a rotation's successor: now plus the old token's original lifetime, capped by the
- * type's maximum; a token that never expired gets the type's default.
+ * Expiry of a rotation's successor. A caller that could issue the token afresh (`mayRenew`:
+ * it holds `tokens:create` and covers the token) gets now plus the old token's original
+ * lifetime, capped by the type's maximum (a token that never expired gets the type's default).
+ * Anyone else — a token rotating itself — renews the secret, never the life: the result is
+ * never later than the old token's current expiry, so an expiry an admin cut stays cut.
  */
 export function rotatedExpireMs(
   policy: TypePolicy,
   old: { readonly createTime: Date; readonly expireTime: Date | null },
   nowMs: number,
+  mayRenew: boolean,
 ): number | null {
   if (old.expireTime === null) return defaultExpireMs(policy, nowMs);
-  const lifetime = old.expireTime.getTime() - old.createTime.getTime();
+  const current = old.expireTime.getTime();
+  const lifetime = current - old.createTime.getTime();
   const cap = policy.maxLifetimeMs;
-  return nowMs + (cap === null ? lifetime : Math.min(lifetime, cap));
+  const renewed = nowMs + (cap === null ? lifetime : Math.min(lifetime, cap));
+  return mayRenew ? renewed : Math.min(renewed, current);
 }
 
 /**

@@ -26,6 +26,7 @@ const EDGE_SPACE_RE = /^\s|\s$/u;
 const ONLY_SPACE_RE = /^\s+$/u;
 const IDENTIFIER_RE = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 const METADATA_KEY_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const PRINTABLE = "must be printable (no control, line-separator or bidi characters)";
 
 /** Length as people count it (code points), which is also what Postgres `text` counts. */
 function charCount(s: string): number {
@@ -48,9 +49,7 @@ export function checkName(value: string, field: string): FieldViolation[] {
     return [{ field, description: `must be at most ${MAX_NAME} characters` }];
   }
   if (CONTROL_RE.test(value) || INVISIBLE_FORMAT_RE.test(value)) {
-    return [
-      { field, description: "must be printable (no control, line-separator or bidi characters)" },
-    ];
+    return [{ field, description: PRINTABLE }];
   }
   if (EDGE_SPACE_RE.test(value)) {
     return [{ field, description: "must not start or end with whitespace" }];
@@ -137,8 +136,8 @@ export function checkMetadata(
       });
     } else if (charCount(value) > MAX_METADATA_VALUE) {
       out.push({ field: path, description: `must be at most ${MAX_METADATA_VALUE} characters` });
-    } else if (CONTROL_RE.test(value)) {
-      out.push({ field: path, description: "must not contain control characters" });
+    } else if (CONTROL_RE.test(value) || INVISIBLE_FORMAT_RE.test(value)) {
+      out.push({ field: path, description: PRINTABLE });
     }
   }
   return out;
@@ -266,7 +265,18 @@ export function checkFreeText(value: string, field: string, max: number): FieldV
     return [{ field, description: "must be valid Unicode (it holds an unpaired surrogate)" }];
   }
   if (charCount(value) > max) return [{ field, description: `must be at most ${max} characters` }];
-  if (CONTROL_RE.test(value))
-    return [{ field, description: "must not contain control characters" }];
+  if (CONTROL_RE.test(value) || INVISIBLE_FORMAT_RE.test(value)) {
+    return [{ field, description: PRINTABLE }];
+  }
   return [];
+}
+
+const UNPRINTABLE_RE = new RegExp(
+  `${CONTROL_RE.source}|${INVISIBLE_FORMAT_RE.source}|${LONE_SURROGATE_RE.source}`,
+  "gu",
+);
+
+/** `value` without the characters {@link checkFreeText} refuses (for text that is scrubbed, not refused). */
+export function stripUnprintable(value: string): string {
+  return value.replace(UNPRINTABLE_RE, "");
 }

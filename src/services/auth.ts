@@ -1,5 +1,7 @@
 import { Code } from "@connectrpc/connect";
+import { MAX_REQUEST_ID } from "../domain/admin-rules.js";
 import { PLATFORM_ADMIN } from "../domain/permissions.js";
+import { scrubRequestId } from "../domain/request-id.js";
 import { LatchkeyError } from "../errors.js";
 import type { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
@@ -130,7 +132,7 @@ export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authent
       orgId: "",
       method: context.method,
       path: "",
-      requestId: context.header("x-request-id") ?? "",
+      requestId: scrubRequestId(context.header("x-request-id"), MAX_REQUEST_ID),
     });
     const record = outcome.record;
     if (outcome.code !== VerifyCode.VALID || record === undefined) {

@@ -1,4 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import { PLATFORM_ADMIN } from "../domain/permissions.js";
 import type { Sql } from "./db.js";
 import { type OrgScope, type Queryable, scopeSql } from "./token-rows.js";
 
@@ -61,7 +62,8 @@ export interface AuditRepo {
   /**
    * One page of an org's rows, newest first, keyset-paged on (time, id). When `scope` names a
    * team or owner, only rows about (or acted by) tokens in that team/owner are returned, so a
-   * team-scoped caller does not read the rest of the org's trail.
+   * team-scoped caller does not read the rest of the org's trail. Unless the scope reaches
+   * platform tokens, rows about them (their creation, use, rotation) are left out too.
    */
   list(
     scope: OrgScope,
@@ -108,12 +110,16 @@ export function createAuditRepo(sql: Sql): AuditRepo {
     async list(scope, f, limit, after) {
       const restricted = scope.teamId !== "" || scope.ownerId !== "";
       const inScope = sql`SELECT id FROM tokens WHERE ${scopeSql(sql, scope)}`;
+      const platformIds = sql`
+        SELECT id FROM tokens
+        WHERE org_id = ${scope.orgId} AND permissions @> ${[PLATFORM_ADMIN]}::text[]`;
       return await sql<AuditEventRow[]>`
         SELECT id, time, (extract(epoch FROM time) * 1000000)::bigint::text AS time_us, org_id,
           actor_id, action, token_id, decision, code, client_ip, method, path, request_id, details
         FROM audit_events
         WHERE org_id = ${scope.orgId}
           ${restricted ? sql`AND (token_id IN (${inScope}) OR actor_id IN (${inScope}))` : sql``}
+          ${scope.platform === true ? sql`` : sql`AND token_id NOT IN (${platformIds})`}
           ${f.tokenId === "" ? sql`` : sql`AND token_id = ${f.tokenId}`}
           ${f.actorId === "" ? sql`` : sql`AND actor_id = ${f.actorId}`}
           ${f.action === "" ? sql`` : sql`AND action = ${f.action}`}

@@ -1,6 +1,12 @@
 import { insertAuditEvents, type NewAuditEvent } from "./audit-repo.js";
 import type { Sql } from "./db.js";
 import {
+  type FilterRevocation,
+  type LineageRevocation,
+  revokeByFilter,
+  revokeLineage,
+} from "./token-revocations.js";
+import {
   asConflict,
   inOrder,
   type NewToken,
@@ -11,6 +17,7 @@ import {
   type TokenRow,
 } from "./token-rows.js";
 import {
+  countUnrevoked,
   findByRequestId,
   getToken,
   getTokens,
@@ -27,6 +34,7 @@ import {
   updateToken,
 } from "./token-statements.js";
 
+export type { FilterRevocation, LineageRevocation } from "./token-revocations.js";
 export type {
   NewToken,
   OrgScope,
@@ -78,6 +86,8 @@ export interface TokenRepo {
   ): Promise<TokenRow[]>;
   /** The rows a selection names, unlocked (a dry run). */
   select(selection: TokenSelection): Promise<TokenRow[]>;
+  /** How many not-yet-revoked tokens a filter selects inside an org scope (a dry run). */
+  countUnrevoked(scope: OrgScope, filter: TokenQueryFilter, now: Date): Promise<number>;
   create(token: NewToken, audit: (row: TokenRow) => NewAuditEvent[]): Promise<TokenRow>;
   /**
    * Creates `token` only when the table is empty, under an advisory lock so that instances
@@ -114,6 +124,20 @@ export interface TokenRepo {
       audit(after: TokenRow[]): NewAuditEvent[];
     },
   ): Promise<TokenRow[]>;
+  /**
+   * Revokes everything a filter selects in bounded transactions, each with its audit rows;
+   * resolves with the number revoked (see revokeByFilter).
+   */
+  revokeByFilter(run: FilterRevocation): Promise<number>;
+  /**
+   * Revokes every still-valid token of the rotation lineage of `id`, in one transaction with
+   * its audit rows; undefined when `id` is not in reach.
+   */
+  revokeLineage(
+    scope: Scope,
+    id: string,
+    command: LineageRevocation,
+  ): Promise<{ named: TokenRow; revoked: TokenRow[] } | undefined>;
   /** Patches the metadata of every id (returned in `ids` order), all or nothing. */
   batchPatchMetadata(
     scope: Scope,
@@ -125,7 +149,10 @@ export interface TokenRepo {
       audit(before: TokenRow[], after: TokenRow[]): NewAuditEvent[];
     },
   ): Promise<TokenRow[]>;
-  /** Inserts the successor `plan` builds, retires the old token and writes the audit rows. */
+  /**
+   * Inserts the successor `plan` builds, retires the old token and writes the audit rows. A
+   * successor whose request_id the caller already used leaves as ConflictError.
+   */
   rotate(
     scope: Scope,
     id: string,
@@ -160,6 +187,12 @@ export function createTokenRepo(sql: Sql): TokenRepo {
     list: (scope, filter, now, limit, after) => listTokens(sql, scope, filter, now, limit, after),
 
     select: (selection) => selectRows(sql, selection, false),
+
+    countUnrevoked: (scope, filter, now) => countUnrevoked(sql, scope, filter, now),
+
+    revokeByFilter: (run) => revokeByFilter(sql, run),
+
+    revokeLineage: (scope, id, command) => revokeLineage(sql, scope, id, command),
 
     async create(token, audit) {
       try {
@@ -227,14 +260,18 @@ export function createTokenRepo(sql: Sql): TokenRepo {
     },
 
     async rotate(scope, id, command) {
-      return await sql.begin(async (tx) => {
-        const old = await getToken(tx, scope, id, true);
-        if (old === undefined) return undefined;
-        const fresh = await insertOne(tx, command.plan(old));
-        const previous = await markRotated(tx, old.id, fresh.id, command.retirement);
-        await insertAuditEvents(tx, command.audit(previous, fresh));
-        return { fresh, previous };
-      });
+      try {
+        return await sql.begin(async (tx) => {
+          const old = await getToken(tx, scope, id, true);
+          if (old === undefined) return undefined;
+          const fresh = await insertOne(tx, command.plan(old));
+          const previous = await markRotated(tx, old.id, fresh.id, command.retirement);
+          await insertAuditEvents(tx, command.audit(previous, fresh));
+          return { fresh, previous };
+        });
+      } catch (err) {
+        throw asConflict(err);
+      }
     },
   };
 }

@@ -1,4 +1,5 @@
 import postgres from "postgres";
+import { PLATFORM_ADMIN } from "../domain/permissions.js";
 import { ConflictError } from "../errors.js";
 
 /**
@@ -48,6 +49,8 @@ export interface TokenRow {
   readonly rotated_from: string | null;
   readonly replaced_by: string | null;
   readonly request_id: string | null;
+  /** The first token of this token's rotation chain (its own id when it starts one). */
+  readonly lineage_id: string;
   readonly secret_hash: Buffer;
 }
 
@@ -89,6 +92,13 @@ export interface Scope {
   readonly orgId: string | undefined;
   readonly teamId: string;
   readonly ownerId: string;
+  /**
+   * Whether tokens holding `platform:admin` are in reach. Only platform callers (and a caller
+   * reading its own token) see them: for everyone else they do not exist, so a tenant's
+   * org-wide admin cannot read, change or revoke the platform's keys that live in its org.
+   * Unset means not in reach.
+   */
+  readonly platform?: boolean;
 }
 
 /** A scope inside one named org (List, filters, the audit trail). */
@@ -113,13 +123,19 @@ export const TOKEN_COLUMNS = (q: Queryable) => q`
   allowed_cidrs::text[] AS allowed_cidrs, metadata, max_uses::text AS max_uses,
   use_count::text AS use_count, rate_limits, max_concurrent, create_time, update_time,
   expire_time, last_used_time, host(last_used_ip) AS last_used_ip, revoke_time, revoked_by,
-  revoke_reason, rotated_from, replaced_by, request_id, secret_hash`;
+  revoke_reason, rotated_from, replaced_by, request_id, lineage_id, secret_hash`;
+
+/** Rows that are not platform tokens, unless the scope reaches them. */
+export function platformSql(q: Queryable, scope: Scope): postgres.Fragment {
+  return scope.platform === true ? q`` : q`AND NOT (permissions @> ${[PLATFORM_ADMIN]}::text[])`;
+}
 
 /** The WHERE clause of a scope: its org (unless any org) and, when set, team and owner. */
 export function scopeSql(q: Queryable, scope: Scope): postgres.Fragment {
   return q`${scope.orgId === undefined ? q`TRUE` : q`org_id = ${scope.orgId}`}
     ${scope.teamId === "" ? q`` : q`AND team_id = ${scope.teamId}`}
-    ${scope.ownerId === "" ? q`` : q`AND owner_id = ${scope.ownerId}`}`;
+    ${scope.ownerId === "" ? q`` : q`AND owner_id = ${scope.ownerId}`}
+    ${platformSql(q, scope)}`;
 }
 
 /**

@@ -90,9 +90,8 @@ export async function getTokens(
 }
 
 /**
- * The not-yet-revoked tokens a batch-revoke filter selects, newest first, locked when asked;
- * at most `limit` rows (the caller asks for one more than its cap to detect an oversized
- * filter).
+ * The not-yet-revoked tokens a batch-revoke filter selects, newest first, after the keyset
+ * position `after` (ids are creation-ordered), locked when asked; at most `limit` rows.
  */
 export async function selectUnrevoked(
   q: Queryable,
@@ -101,13 +100,44 @@ export async function selectUnrevoked(
   now: Date,
   limit: number,
   forUpdate: boolean,
+  after?: string,
 ): Promise<TokenRow[]> {
   return await q<TokenRow[]>`
     SELECT ${TOKEN_COLUMNS(q)} FROM tokens
     WHERE ${scopeSql(q, scope)} AND revoke_time IS NULL ${filterSql(q, filter, now)}
+    ${after === undefined ? q`` : q`AND id < ${after}`}
     ORDER BY id DESC
     LIMIT ${limit}
     ${forUpdate ? q`FOR UPDATE` : q``}`;
+}
+
+/** How many not-yet-revoked tokens a batch-revoke filter selects (a dry run's count). */
+export async function countUnrevoked(
+  q: Queryable,
+  scope: Scope,
+  filter: TokenQueryFilter,
+  now: Date,
+): Promise<number> {
+  const rows = await q<{ n: string }[]>`
+    SELECT count(*)::text AS n FROM tokens
+    WHERE ${scopeSql(q, scope)} AND revoke_time IS NULL ${filterSql(q, filter, now)}`;
+  return Number(rows[0]?.n ?? "0");
+}
+
+/**
+ * Every token of a rotation lineage inside the scope, oldest first, locked. Locking all of
+ * them in one statement in id order means two lineage revocations never deadlock.
+ */
+export async function lockLineage(
+  q: Queryable,
+  scope: Scope,
+  lineageId: string,
+): Promise<TokenRow[]> {
+  return await q<TokenRow[]>`
+    SELECT ${TOKEN_COLUMNS(q)} FROM tokens
+    WHERE lineage_id = ${lineageId} AND ${scopeSql(q, scope)}
+    ORDER BY id
+    FOR UPDATE`;
 }
 
 /** The fields UpdateToken may change; undefined leaves a field alone. */

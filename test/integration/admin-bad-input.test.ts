@@ -2,6 +2,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newTokenId } from "../../src/domain/ids.js";
+import { generateToken } from "../../src/domain/token-format.js";
 import { type AuditDecision, TokenState, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { type AdminClient, failure } from "../helpers/admin-client.js";
 import { type AdminHarness, startAdminHarness } from "../helpers/admin-harness.js";
@@ -39,6 +40,12 @@ const long = (n: number) => "a".repeat(n);
 const manyMeta = (n: number) =>
   Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
 const fakeIds = (n: number) => Array.from({ length: n }, () => newTokenId());
+/** 200000-01-01: a valid int64 of seconds, far outside google.protobuf.Timestamp's range. */
+const YEAR_200000 = { seconds: 6_249_000_000_000n, nanos: 0 };
+/** A Duration of about 31 million years (beyond Duration's ±10,000 years). */
+const ABSURD = { seconds: 1_000_000_000_000_000n, nanos: 0 };
+/** A request id carrying something shaped like a latchkey token. */
+const LEAKY_ID = `retry-${generateToken("lk", TokenType.PERSONAL)}`;
 
 /** [label, call, the field the violation must name]. */
 type Case = [string, () => Promise<unknown>, string];
@@ -317,6 +324,110 @@ const cases: Case[] = [
     "page_token",
   ],
   ["unknown decision", () => admin.listAuditEvents({ decision: 9 as AuditDecision }), "decision"],
+  // Out-of-range times (they answered INTERNAL before the one shared time check).
+  [
+    "year 200000 unused_since",
+    () => admin.listTokens({ unusedSince: YEAR_200000 }),
+    "unused_since",
+  ],
+  [
+    "year 200000 filter.unused_since",
+    () => admin.batchRevokeTokens({ filter: { unusedSince: YEAR_200000 }, dryRun: true }),
+    "filter.unused_since",
+  ],
+  ["year 200000 start_time", () => admin.listAuditEvents({ startTime: YEAR_200000 }), "start_time"],
+  ["year 200000 end_time", () => admin.listAuditEvents({ endTime: YEAR_200000 }), "end_time"],
+  [
+    "year 200000 expire_time",
+    () => admin.createToken({ ...cicd, expireTime: YEAR_200000 }),
+    "expire_time",
+  ],
+  [
+    "year 200000 token.expire_time",
+    () =>
+      admin.updateToken({
+        token: { id: existing, expireTime: YEAR_200000 },
+        updateMask: { paths: ["expire_time"] },
+      }),
+    "token.expire_time",
+  ],
+  [
+    "timestamp with negative nanos",
+    () => admin.listTokens({ unusedSince: { seconds: 0n, nanos: -1 } }),
+    "unused_since",
+  ],
+  ["absurd ttl", () => admin.createToken({ ...cicd, ttl: ABSURD }), "ttl"],
+  [
+    "absurd grace_period",
+    () => admin.rotateToken({ id: existing, gracePeriod: ABSURD }),
+    "grace_period",
+  ],
+  [
+    "absurd rate limit window",
+    () => admin.createToken({ ...cicd, rateLimits: [{ name: "r", limit: 1n, window: ABSURD }] }),
+    "rate_limits",
+  ],
+  // Metadata values refuse what names refuse (line separators, bidi controls).
+  [
+    "metadata value with U+2028",
+    () => admin.createToken({ ...cicd, metadata: { tier: "a\u2028b" } }),
+    "metadata",
+  ],
+  [
+    "metadata value with a bidi override",
+    () =>
+      admin.updateToken({
+        token: { id: existing, metadata: { tier: "\u202egnirts" } },
+        updateMask: { paths: ["metadata"] },
+      }),
+    "token.metadata",
+  ],
+  [
+    "batch metadata value with a bidi isolate",
+    () => admin.batchUpdateTokens({ ids: [existing], metadata: { tier: "a\u2066b" } }),
+    "metadata",
+  ],
+  [
+    "reason with a bidi override",
+    () => admin.revokeToken({ id: existing, reason: "\u202e" }),
+    "reason",
+  ],
+  // A request_id holding a token would store the secret in the audit trail.
+  [
+    "token in CreateToken request_id",
+    () => admin.createToken({ ...cicd, requestId: LEAKY_ID }),
+    "request_id",
+  ],
+  [
+    "token in RevokeToken request_id",
+    () => admin.revokeToken({ id: existing, requestId: LEAKY_ID }),
+    "request_id",
+  ],
+  [
+    "URL-encoded token in RotateToken request_id",
+    () => admin.rotateToken({ id: existing, requestId: LEAKY_ID.replaceAll("_", "%5F") }),
+    "request_id",
+  ],
+  [
+    "token in UpdateToken request_id",
+    () =>
+      admin.updateToken({
+        token: { id: existing, name: "n" },
+        updateMask: { paths: ["name"] },
+        requestId: LEAKY_ID,
+      }),
+    "request_id",
+  ],
+  [
+    "token in BatchRevokeTokens request_id",
+    () => admin.batchRevokeTokens({ ids: [existing], requestId: LEAKY_ID }),
+    "request_id",
+  ],
+  [
+    "token in BatchUpdateTokens request_id",
+    () => admin.batchUpdateTokens({ ids: [existing], metadata: { a: "b" }, requestId: LEAKY_ID }),
+    "request_id",
+  ],
 ];
 
 describe("bad input is INVALID_ARGUMENT naming the field, with nothing written", () => {

@@ -1,5 +1,6 @@
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { isKnownDecision } from "../../domain/admin-rules.js";
+import { checkTimestamp } from "../../domain/time-fields.js";
 import { checkFreeText } from "../../domain/validation.js";
 import { type FieldViolation, throwIfInvalid } from "../../errors.js";
 import type { AuditCursor } from "../../store/audit-repo.js";
@@ -14,6 +15,18 @@ function parseCursor(cursor: string): AuditCursor | undefined {
   const m = /^(\d{1,20})\.(\S{1,64})$/.exec(cursor);
   if (m === null || m[1] === undefined || m[2] === undefined) return undefined;
   return { timeUs: BigInt(m[1]), id: m[2] };
+}
+
+/** An optional time filter in epoch ms (undefined: unset or invalid, with a violation). */
+function optionalTime(
+  ts: Timestamp | undefined,
+  field: string,
+  v: FieldViolation[],
+): number | undefined {
+  if (ts === undefined) return undefined;
+  const t = checkTimestamp(ts, field);
+  v.push(...t.violations);
+  return t.violations.length > 0 ? undefined : t.ms;
 }
 
 /**
@@ -31,8 +44,8 @@ export function listAuditEvents(deps: AdminDeps): Handlers["listAuditEvents"] {
     if (!isKnownDecision(req.decision)) {
       v.push({ field: "decision", description: "unknown decision" });
     }
-    const start = req.startTime === undefined ? undefined : timestampMs(req.startTime);
-    const end = req.endTime === undefined ? undefined : timestampMs(req.endTime);
+    const start = optionalTime(req.startTime, "start_time", v);
+    const end = optionalTime(req.endTime, "end_time", v);
     if (start !== undefined && end !== undefined && !(start < end)) {
       v.push({ field: "end_time", description: "must be after start_time" });
     }

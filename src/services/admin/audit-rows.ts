@@ -1,13 +1,20 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import { MAX_REQUEST_ID } from "../../domain/admin-rules.js";
 import { newAuditId } from "../../domain/ids.js";
+import { scrubRequestId } from "../../domain/request-id.js";
 import { AuditDecision, TokenType } from "../../gen/latchkey/v1/token_pb.js";
 import type { NewAuditEvent } from "../../store/audit-repo.js";
 import type { TokenRow } from "../../store/token-repo.js";
 import type { CallContext, Caller } from "../context.js";
 
-/** The request id an audit row carries: the request's own, else the `x-request-id` header. */
+/**
+ * The request id an audit row carries: the request's own (already checked: no token in it),
+ * else the `x-request-id` header, scrubbed of anything shaped like a token.
+ */
 export function requestIdOf(fromRequest: string, ctx: CallContext): string {
-  return fromRequest !== "" ? fromRequest : (ctx.header("x-request-id") ?? "").slice(0, 128);
+  return fromRequest !== ""
+    ? fromRequest
+    : scrubRequestId(ctx.header("x-request-id"), MAX_REQUEST_ID);
 }
 
 /** A time for audit details: ISO 8601, or null for "never". */

@@ -1,6 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { MAX_BATCH_IDS, MAX_METADATA_KEYS, MAX_REQUEST_ID } from "../../domain/admin-rules.js";
-import { checkFreeText, checkIds, checkMetadata } from "../../domain/validation.js";
+import { checkRequestId } from "../../domain/request-id.js";
+import { checkIds, checkMetadata } from "../../domain/validation.js";
 import { type FieldViolation, invalidArgument, refused, throwIfInvalid } from "../../errors.js";
 import type { MetadataPatch, TokenRow } from "../../store/token-repo.js";
 import { callerOf } from "../context.js";
@@ -8,7 +9,7 @@ import { auditRows, requestIdOf } from "./audit-rows.js";
 import { type AdminDeps, announce, type Handlers } from "./deps.js";
 import { requireAll } from "./ids.js";
 import { tokenMessage } from "./mappers.js";
-import { reachById } from "./scope.js";
+import { assertCoversToken, reachById } from "./scope.js";
 
 /** Splits a request's metadata into keys to set and keys to remove (empty values). */
 function patchOf(metadata: Readonly<Record<string, string>>): MetadataPatch {
@@ -41,7 +42,8 @@ function assertKeyLimit(rows: readonly TokenRow[], patch: MetadataPatch): void {
 
 /**
  * BatchUpdateTokens: one metadata change (set keys; an empty value removes one) over many
- * tokens in reach, none revoked, all or nothing, one audit row each with the map before.
+ * tokens in reach, none revoked, each covered by the caller, all or nothing, one audit row
+ * each with the map before.
  */
 export function batchUpdateTokens(deps: AdminDeps): Handlers["batchUpdateTokens"] {
   return async (req, ctx) => {
@@ -55,7 +57,7 @@ export function batchUpdateTokens(deps: AdminDeps): Handlers["batchUpdateTokens"
     } else {
       v.push(...checkMetadata(req.metadata, "metadata", { allowEmptyValues: true }));
     }
-    v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
+    v.push(...checkRequestId(req.requestId, "request_id", MAX_REQUEST_ID));
     throwIfInvalid(v);
     const patch = patchOf(req.metadata);
     const at = new Date(nowMs);
@@ -72,6 +74,8 @@ export function batchUpdateTokens(deps: AdminDeps): Handlers["batchUpdateTokens"
             { token_id: r.id },
           ),
         );
+        // A weaker caller must not rewrite the metadata a stronger token's verifiers act on.
+        for (const r of found) assertCoversToken(caller, r);
         assertKeyLimit(rows, patch);
         return found;
       },

@@ -1,17 +1,18 @@
-import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   capMessage,
   checkRateLimits,
   isKnownType,
   MAX_CONCURRENT,
   MAX_REQUEST_ID,
+  MIN_RATE_WINDOW_MS,
 } from "../../domain/admin-rules.js";
 import { defaultExpireMs, defaultMaxUses } from "../../domain/mint.js";
 import { expandRole } from "../../domain/permissions.js";
+import { checkRequestId } from "../../domain/request-id.js";
+import { checkDuration, checkTimestamp, MAX_TIMESTAMP_MS } from "../../domain/time-fields.js";
 import { typePolicy } from "../../domain/token-types.js";
 import {
   checkCidrs,
-  checkFreeText,
   checkIdentifier,
   checkMetadata,
   checkName,
@@ -66,15 +67,21 @@ function expiry(req: CreateTokenRequest, rules: Rules, nowMs: number, v: FieldVi
     return null;
   }
   if (req.ttl !== undefined) {
-    const ms = durationMs(req.ttl);
+    const { violations, ms } = checkDuration(req.ttl, "ttl");
+    v.push(...violations);
+    if (violations.length > 0) return null;
     if (!(ms > 0)) v.push({ field: "ttl", description: "must be positive" });
     else if (cap !== null && ms > cap) {
       v.push({ field: "ttl", description: capMessage("ttl", cap, req.type) });
+    } else if (nowMs + ms > MAX_TIMESTAMP_MS) {
+      v.push({ field: "ttl", description: "must end before the year 10000" });
     }
     return nowMs + ms;
   }
   if (req.expireTime !== undefined) {
-    const at = timestampMs(req.expireTime);
+    const { violations, ms: at } = checkTimestamp(req.expireTime, "expire_time");
+    v.push(...violations);
+    if (violations.length > 0) return null;
     if (!(at > nowMs)) v.push({ field: "expire_time", description: "must lie in the future" });
     else if (cap !== null && at - nowMs > cap) {
       v.push({ field: "expire_time", description: capMessage("expire_time", cap, req.type) });
@@ -89,16 +96,21 @@ function limits(req: CreateTokenRequest, v: FieldViolation[]): void {
   if (req.maxUses !== undefined && (req.maxUses < 1n || req.maxUses > 1_000_000_000_000n)) {
     v.push({ field: "max_uses", description: "must be from 1 to 1000000000000" });
   }
-  const rateLimits = req.rateLimits.map((r) => ({
-    name: r.name,
-    limit: r.limit,
-    windowMs: r.window === undefined ? undefined : durationMs(r.window),
-  }));
+  const rateLimits = req.rateLimits.map((r, i) => {
+    if (r.window === undefined) return { name: r.name, limit: r.limit, windowMs: undefined };
+    const window = checkDuration(r.window, `rate_limits[${i}].window`);
+    v.push(...window.violations);
+    return {
+      name: r.name,
+      limit: r.limit,
+      windowMs: window.violations.length > 0 ? MIN_RATE_WINDOW_MS : window.ms,
+    };
+  });
   v.push(...checkRateLimits(rateLimits, "rate_limits"));
   if (req.maxConcurrent < 0 || req.maxConcurrent > MAX_CONCURRENT) {
     v.push({ field: "max_concurrent", description: `must be from 0 to ${MAX_CONCURRENT}` });
   }
-  v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
+  v.push(...checkRequestId(req.requestId, "request_id", MAX_REQUEST_ID));
 }
 
 /**

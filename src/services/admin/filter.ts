@@ -1,5 +1,5 @@
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { isKnownState, isKnownType } from "../../domain/admin-rules.js";
+import { checkTimestamp } from "../../domain/time-fields.js";
 import { checkIdentifier } from "../../domain/validation.js";
 import type { FieldViolation } from "../../errors.js";
 import type { TokenFilter } from "../../gen/latchkey/v1/token_admin_service_pb.js";
@@ -26,12 +26,18 @@ export function readFilter(f: FilterFields, field: string, v: FieldViolation[]):
   if (!knownState) v.push({ field: at("state"), description: "unknown token state" });
   v.push(...checkIdentifier(f.teamId, at("team_id"), { required: false, max: 128 }));
   v.push(...checkIdentifier(f.ownerId, at("owner_id"), { required: false, max: 128 }));
+  let unusedSince: Date | undefined;
+  if (f.unusedSince !== undefined) {
+    const since = checkTimestamp(f.unusedSince, at("unused_since"));
+    v.push(...since.violations);
+    unusedSince = new Date(since.ms);
+  }
   return {
     type: f.type === TokenType.UNSPECIFIED ? undefined : f.type,
     teamId: f.teamId,
     ownerId: f.ownerId,
     state: knownState ? stateFilter(f.state) : undefined,
-    unusedSince: f.unusedSince === undefined ? undefined : new Date(timestampMs(f.unusedSince)),
+    unusedSince,
     neverUsed: f.neverUsed,
   };
 }

@@ -13,7 +13,7 @@ export function getCaller(deps: AdminDeps): Handlers["getCaller"] {
   return async (_req, ctx) => {
     const caller = callerOf(ctx);
     const row = await deps.tokens.get(
-      { orgId: caller.orgId, teamId: "", ownerId: "" },
+      { orgId: caller.orgId, teamId: "", ownerId: "", platform: true },
       caller.tokenId,
     );
     if (row === undefined) throw notFound(`token ${caller.tokenId}`);

@@ -1,12 +1,13 @@
 import type { TokenAdminService } from "../../gen/latchkey/v1/token_admin_service_pb.js";
 import type { ServiceHandlers } from "../context.js";
 import { listAuditEvents } from "./audit-events.js";
+import { batchRevokeTokens } from "./batch-revoke.js";
 import { batchUpdateTokens } from "./batch-update.js";
 import { createToken } from "./create.js";
 import { type AdminServiceDeps, resolveDeps } from "./deps.js";
 import { getCaller } from "./get-caller.js";
 import { getToken, listTokens } from "./get-list.js";
-import { batchRevokeTokens, revokeToken } from "./revoke.js";
+import { revokeToken } from "./revoke.js";
 import { rotateToken } from "./rotate.js";
 import { updateToken } from "./update.js";
 

@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { uncovered } from "../../domain/permissions.js";
 import { refused } from "../../errors.js";
-import type { OrgScope, Scope } from "../../store/token-repo.js";
+import type { OrgScope, Scope, TokenRow } from "../../store/token-repo.js";
 import { PLATFORM_ADMIN } from "../auth.js";
 import type { Caller } from "../context.js";
 
@@ -23,11 +23,14 @@ export function isOrgWide(caller: Caller): boolean {
   return caller.isPlatform || (caller.teamId === "" && caller.ownerId === "");
 }
 
-/** What a caller reaches by id: a platform caller any org, others their org (and scope). */
+/**
+ * What a caller reaches by id: a platform caller any org (platform tokens included), others
+ * their org (and scope) without its platform tokens, which are NOT_FOUND to them.
+ */
 export function reachById(caller: Caller): Scope {
-  if (caller.isPlatform) return { orgId: undefined, teamId: "", ownerId: "" };
-  if (isOrgWide(caller)) return { orgId: caller.orgId, teamId: "", ownerId: "" };
-  return { orgId: caller.orgId, teamId: caller.teamId, ownerId: caller.ownerId };
+  if (caller.isPlatform) return { orgId: undefined, teamId: "", ownerId: "", platform: true };
+  if (isOrgWide(caller)) return { orgId: caller.orgId, teamId: "", ownerId: "", platform: false };
+  return { orgId: caller.orgId, teamId: caller.teamId, ownerId: caller.ownerId, platform: false };
 }
 
 /**
@@ -46,10 +49,14 @@ export function targetOrg(caller: Caller, requested: string): string {
   return requested;
 }
 
-/** What a caller reaches inside `org`: all of it when org-wide, else its team and/or owner. */
+/**
+ * What a caller reaches inside `org`: all of it when org-wide, else its team and/or owner;
+ * platform tokens only for a platform caller.
+ */
 export function orgScope(caller: Caller, org: string): OrgScope {
-  if (isOrgWide(caller)) return { orgId: org, teamId: "", ownerId: "" };
-  return { orgId: org, teamId: caller.teamId, ownerId: caller.ownerId };
+  const platform = caller.isPlatform;
+  if (isOrgWide(caller)) return { orgId: org, teamId: "", ownerId: "", platform };
+  return { orgId: org, teamId: caller.teamId, ownerId: caller.ownerId, platform };
 }
 
 /**
@@ -69,6 +76,28 @@ export function assertCovered(caller: Caller, requested: readonly string[]): voi
       "PERMISSION_ESCALATION",
       `cannot grant ${missing.join(", ")}: not covered by the caller's own permissions`,
       { permission: first },
+    );
+  }
+}
+
+/** Whether the caller holds everything `held` grants (`platform:admin` only by name). */
+export function covers(caller: Caller, held: readonly string[]): boolean {
+  return uncovered(caller.permissions, held).length === 0;
+}
+
+/**
+ * Changing a token needs a caller that covers it: otherwise a caller holding only
+ * `tokens:update` could weaken a stronger token (clear its allowed IPs, rewrite the metadata
+ * its verifiers act on). PERMISSION_DENIED naming the first permission the caller lacks.
+ */
+export function assertCoversToken(caller: Caller, target: TokenRow): void {
+  const missing = uncovered(caller.permissions, target.permissions);
+  const first = missing[0];
+  if (first !== undefined) {
+    throw denied(
+      "TOKEN_NOT_COVERED",
+      `token ${target.id} holds ${missing.join(", ")}, which the caller does not; only a caller covering a token's permissions may change it; nothing was changed`,
+      { token_id: target.id, permission: first },
     );
   }
 }

@@ -1,32 +1,28 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import {
   capMessage,
+  cidrsNarrowed,
   MAX_REQUEST_ID,
   type UpdatePath,
   updatePath,
 } from "../../domain/admin-rules.js";
 import { uncovered } from "../../domain/permissions.js";
+import { checkRequestId } from "../../domain/request-id.js";
+import { checkTimestamp } from "../../domain/time-fields.js";
 import { typePolicy } from "../../domain/token-types.js";
-import {
-  checkCidrs,
-  checkFreeText,
-  checkMetadata,
-  checkName,
-  checkPermissions,
-} from "../../domain/validation.js";
+import { checkCidrs, checkMetadata, checkName, checkPermissions } from "../../domain/validation.js";
 import { type FieldViolation, notFound, refused, throwIfInvalid } from "../../errors.js";
 import type { UpdateTokenRequest } from "../../gen/latchkey/v1/token_admin_service_pb.js";
 import { type Token, TokenSchema, type TokenType } from "../../gen/latchkey/v1/token_pb.js";
 import type { TokenChanges, TokenRow } from "../../store/token-repo.js";
-import { callerOf } from "../context.js";
+import { type Caller, callerOf } from "../context.js";
 import { auditFor, isoOrNull, requestIdOf } from "./audit-rows.js";
 import { type AdminDeps, announce, type Handlers } from "./deps.js";
 import { dedupe } from "./filter.js";
 import { checkIdField } from "./ids.js";
 import { tokenMessage } from "./mappers.js";
-import { assertCovered, reachById } from "./scope.js";
+import { assertCovered, assertCoversToken, denied, isOrgWide, reachById } from "./scope.js";
 
 /** The mask's paths, each known (an unknown path is a violation). */
 function readMask(req: UpdateTokenRequest, v: FieldViolation[]): Set<UpdatePath> {
@@ -78,7 +74,9 @@ function readChanges(
             description: "required: an expiry can be shortened, never removed",
           });
         } else {
-          const at = timestampMs(token.expireTime);
+          const { violations, ms: at } = checkTimestamp(token.expireTime, "token.expire_time");
+          v.push(...violations);
+          if (violations.length > 0) break;
           if (!(at > nowMs)) {
             v.push({
               field: "token.expire_time",
@@ -98,6 +96,23 @@ function readChanges(
     }
   }
   return changes;
+}
+
+/**
+ * Who may change this token: only a caller covering its permissions (PERMISSION_DENIED), and
+ * allowed IPs are widened or cleared only by an org-wide caller; anyone who may update may
+ * narrow them.
+ */
+function checkCaller(caller: Caller, before: TokenRow, changes: TokenChanges): void {
+  assertCoversToken(caller, before);
+  const cidrs = changes.allowedCidrs;
+  if (cidrs !== undefined && !isOrgWide(caller) && !cidrsNarrowed(before.allowed_cidrs, cidrs)) {
+    throw denied(
+      "CIDR_WIDENING_DENIED",
+      "only an org-wide caller may widen or clear allowed_cidrs (narrowing is allowed); nothing was changed",
+      { token_id: before.id, field: "token.allowed_cidrs" },
+    );
+  }
 }
 
 /** The rules that need the stored token: not revoked, expiry only shortened, grants narrowed. */
@@ -162,7 +177,8 @@ function diff(paths: ReadonlySet<UpdatePath>, before: TokenRow, after: TokenRow)
 
 /**
  * UpdateToken: the masked fields (name, metadata, allowed_cidrs, expire_time shortened,
- * permissions narrowed) of one token in reach, with a from/to audit row, in one transaction.
+ * permissions narrowed) of one token in reach that the caller covers, with a from/to audit
+ * row, in one transaction.
  */
 export function updateToken(deps: AdminDeps): Handlers["updateToken"] {
   return async (req, ctx) => {
@@ -173,7 +189,7 @@ export function updateToken(deps: AdminDeps): Handlers["updateToken"] {
     if (req.token === undefined) v.push({ field: "token", description: "required" });
     else v.push(...checkIdField(token.id, "token.id"));
     const paths = readMask(req, v);
-    v.push(...checkFreeText(req.requestId, "request_id", MAX_REQUEST_ID));
+    v.push(...checkRequestId(req.requestId, "request_id", MAX_REQUEST_ID));
     const changes = readChanges(token, paths, nowMs, v);
     throwIfInvalid(v);
     if (changes.permissions !== undefined) assertCovered(caller, changes.permissions);
@@ -183,6 +199,7 @@ export function updateToken(deps: AdminDeps): Handlers["updateToken"] {
     const row = await deps.tokens.update(reachById(caller), token.id, {
       at,
       decide(before) {
+        checkCaller(caller, before, changes);
         checkAgainst(before, changes, deps, nowMs);
         return changes;
       },

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file latchkey/v1/token_admin_service.proto.
  */
 export const file_latchkey_v1_token_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVsYXRjaGtleS92MS90b2tlbl9hZG1pbl9zZXJ2aWNlLnByb3RvEgtsYXRjaGtleS52MSL9AwoSQ3JlYXRlVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdHlwZRgCIAEoDjIWLmxhdGNoa2V5LnYxLlRva2VuVHlwZRIPCgd0ZWFtX2lkGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEgwKBHJvbGUYBSABKAkSEwoLcGVybWlzc2lvbnMYBiADKAkSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1hbGxvd2VkX2NpZHJzGAkgAygJEj8KCG1ldGFkYXRhGAogAygLMi0ubGF0Y2hrZXkudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSFQoIbWF4X3VzZXMYCyABKANIAIgBARIrCgtyYXRlX2xpbWl0cxgMIAMoCzIWLmxhdGNoa2V5LnYxLlJhdGVMaW1pdBIWCg5tYXhfY29uY3VycmVudBgNIAEoBRISCgpyZXF1ZXN0X2lkGA4gASgJEg4KBm9yZ19pZBgPIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX21heF91c2VzIkgKE0NyZWF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjUKEEdldFRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiISChBHZXRDYWxsZXJSZXF1ZXN0IloKEUdldENhbGxlclJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4SEAoIcGxhdGZvcm0YAiABKAgSEAoIb3JnX3dpZGUYAyABKAgigQIKEUxpc3RUb2tlbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg4KBm9yZ19pZBgDIAEoCRIkCgR0eXBlGAQgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg8KB3RlYW1faWQYBSABKAkSEAoIb3duZXJfaWQYBiABKAkSJgoFc3RhdGUYByABKA4yFy5sYXRjaGtleS52MS5Ub2tlblN0YXRlEjAKDHVudXNlZF9zaW5jZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbmV2ZXJfdXNlZBgJIAEoCCJRChJMaXN0VG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIubGF0Y2hrZXkudjEuVG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInwKElVwZGF0ZVRva2VuUmVxdWVzdBIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxISCgpyZXF1ZXN0X2lkGAMgASgJIjgKE1VwZGF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiJEChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiOAoTUmV2b2tlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuIsQBCgtUb2tlbkZpbHRlchIkCgR0eXBlGAEgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg8KB3RlYW1faWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSJgoFc3RhdGUYBCABKA4yFy5sYXRjaGtleS52MS5Ub2tlblN0YXRlEjAKDHVudXNlZF9zaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbmV2ZXJfdXNlZBgGIAEoCCKWAQoYQmF0Y2hSZXZva2VUb2tlbnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRIoCgZmaWx0ZXIYAiABKAsyGC5sYXRjaGtleS52MS5Ub2tlbkZpbHRlchIOCgZyZWFzb24YAyABKAkSDwoHZHJ5X3J1bhgEIAEoCBIOCgZvcmdfaWQYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSJOChlCYXRjaFJldm9rZVRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLmxhdGNoa2V5LnYxLlRva2VuEg0KBWNvdW50GAIgASgFIrMBChhCYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QSCwoDaWRzGAEgAygJEkUKCG1ldGFkYXRhGAIgAygLMjMubGF0Y2hrZXkudjEuQmF0Y2hVcGRhdGVUb2tlbnNSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKcmVxdWVzdF9pZBgDIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPwoZQmF0Y2hVcGRhdGVUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5sYXRjaGtleS52MS5Ub2tlbiJlChJSb3RhdGVUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSLwoMZ3JhY2VfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcXVlc3RfaWQYAyABKAkibgoTUm90YXRlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCRIkCghwcmV2aW91cxgDIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuIo8CChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhAKCHRva2VuX2lkGAEgASgJEhAKCGFjdG9yX2lkGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIsCghkZWNpc2lvbhgEIAEoDjIaLmxhdGNoa2V5LnYxLkF1ZGl0RGVjaXNpb24SLgoKc3RhcnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJEg4KBm9yZ19pZBgJIAEoCSJbChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRInCgZldmVudHMYASADKAsyFy5sYXRjaGtleS52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTLlBgoRVG9rZW5BZG1pblNlcnZpY2USUAoLQ3JlYXRlVG9rZW4SHy5sYXRjaGtleS52MS5DcmVhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkcKCEdldFRva2VuEhwubGF0Y2hrZXkudjEuR2V0VG9rZW5SZXF1ZXN0Gh0ubGF0Y2hrZXkudjEuR2V0VG9rZW5SZXNwb25zZRJNCgpMaXN0VG9rZW5zEh4ubGF0Y2hrZXkudjEuTGlzdFRva2Vuc1JlcXVlc3QaHy5sYXRjaGtleS52MS5MaXN0VG9rZW5zUmVzcG9uc2USUAoLVXBkYXRlVG9rZW4SHy5sYXRjaGtleS52MS5VcGRhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5VcGRhdGVUb2tlblJlc3BvbnNlElAKC1Jldm9rZVRva2VuEh8ubGF0Y2hrZXkudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJiChFCYXRjaFJldm9rZVRva2VucxIlLmxhdGNoa2V5LnYxLkJhdGNoUmV2b2tlVG9rZW5zUmVxdWVzdBomLmxhdGNoa2V5LnYxLkJhdGNoUmV2b2tlVG9rZW5zUmVzcG9uc2USYgoRQmF0Y2hVcGRhdGVUb2tlbnMSJS5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QaJi5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1Jlc3BvbnNlElAKC1JvdGF0ZVRva2VuEh8ubGF0Y2hrZXkudjEuUm90YXRlVG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuUm90YXRlVG9rZW5SZXNwb25zZRJcCg9MaXN0QXVkaXRFdmVudHMSIy5sYXRjaGtleS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQubGF0Y2hrZXkudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USSgoJR2V0Q2FsbGVyEh0ubGF0Y2hrZXkudjEuR2V0Q2FsbGVyUmVxdWVzdBoeLmxhdGNoa2V5LnYxLkdldENhbGxlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_latchkey_v1_token]);
+  fileDesc("CiVsYXRjaGtleS92MS90b2tlbl9hZG1pbl9zZXJ2aWNlLnByb3RvEgtsYXRjaGtleS52MSL9AwoSQ3JlYXRlVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdHlwZRgCIAEoDjIWLmxhdGNoa2V5LnYxLlRva2VuVHlwZRIPCgd0ZWFtX2lkGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEgwKBHJvbGUYBSABKAkSEwoLcGVybWlzc2lvbnMYBiADKAkSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1hbGxvd2VkX2NpZHJzGAkgAygJEj8KCG1ldGFkYXRhGAogAygLMi0ubGF0Y2hrZXkudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSFQoIbWF4X3VzZXMYCyABKANIAIgBARIrCgtyYXRlX2xpbWl0cxgMIAMoCzIWLmxhdGNoa2V5LnYxLlJhdGVMaW1pdBIWCg5tYXhfY29uY3VycmVudBgNIAEoBRISCgpyZXF1ZXN0X2lkGA4gASgJEg4KBm9yZ19pZBgPIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX21heF91c2VzIkgKE0NyZWF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHQoPR2V0VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjUKEEdldFRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiISChBHZXRDYWxsZXJSZXF1ZXN0IloKEUdldENhbGxlclJlc3BvbnNlEiEKBXRva2VuGAEgASgLMhIubGF0Y2hrZXkudjEuVG9rZW4SEAoIcGxhdGZvcm0YAiABKAgSEAoIb3JnX3dpZGUYAyABKAgigQIKEUxpc3RUb2tlbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg4KBm9yZ19pZBgDIAEoCRIkCgR0eXBlGAQgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg8KB3RlYW1faWQYBSABKAkSEAoIb3duZXJfaWQYBiABKAkSJgoFc3RhdGUYByABKA4yFy5sYXRjaGtleS52MS5Ub2tlblN0YXRlEjAKDHVudXNlZF9zaW5jZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbmV2ZXJfdXNlZBgJIAEoCCJRChJMaXN0VG9rZW5zUmVzcG9uc2USIgoGdG9rZW5zGAEgAygLMhIubGF0Y2hrZXkudjEuVG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInwKElVwZGF0ZVRva2VuUmVxdWVzdBIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxISCgpyZXF1ZXN0X2lkGAMgASgJIjgKE1VwZGF0ZVRva2VuUmVzcG9uc2USIQoFdG9rZW4YASABKAsyEi5sYXRjaGtleS52MS5Ub2tlbiJcChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSFgoOcmV2b2tlX2xpbmVhZ2UYBCABKAgiZQoTUmV2b2tlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEisKD2xpbmVhZ2VfcmV2b2tlZBgCIAMoCzISLmxhdGNoa2V5LnYxLlRva2VuIsQBCgtUb2tlbkZpbHRlchIkCgR0eXBlGAEgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg8KB3RlYW1faWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSJgoFc3RhdGUYBCABKA4yFy5sYXRjaGtleS52MS5Ub2tlblN0YXRlEjAKDHVudXNlZF9zaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbmV2ZXJfdXNlZBgGIAEoCCKWAQoYQmF0Y2hSZXZva2VUb2tlbnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRIoCgZmaWx0ZXIYAiABKAsyGC5sYXRjaGtleS52MS5Ub2tlbkZpbHRlchIOCgZyZWFzb24YAyABKAkSDwoHZHJ5X3J1bhgEIAEoCBIOCgZvcmdfaWQYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSJOChlCYXRjaFJldm9rZVRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLmxhdGNoa2V5LnYxLlRva2VuEg0KBWNvdW50GAIgASgFIrMBChhCYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QSCwoDaWRzGAEgAygJEkUKCG1ldGFkYXRhGAIgAygLMjMubGF0Y2hrZXkudjEuQmF0Y2hVcGRhdGVUb2tlbnNSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKcmVxdWVzdF9pZBgDIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPwoZQmF0Y2hVcGRhdGVUb2tlbnNSZXNwb25zZRIiCgZ0b2tlbnMYASADKAsyEi5sYXRjaGtleS52MS5Ub2tlbiJlChJSb3RhdGVUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSLwoMZ3JhY2VfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcXVlc3RfaWQYAyABKAkibgoTUm90YXRlVG9rZW5SZXNwb25zZRIhCgV0b2tlbhgBIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCRIkCghwcmV2aW91cxgDIAEoCzISLmxhdGNoa2V5LnYxLlRva2VuIo8CChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhAKCHRva2VuX2lkGAEgASgJEhAKCGFjdG9yX2lkGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIsCghkZWNpc2lvbhgEIAEoDjIaLmxhdGNoa2V5LnYxLkF1ZGl0RGVjaXNpb24SLgoKc3RhcnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJEg4KBm9yZ19pZBgJIAEoCSJbChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRInCgZldmVudHMYASADKAsyFy5sYXRjaGtleS52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTLlBgoRVG9rZW5BZG1pblNlcnZpY2USUAoLQ3JlYXRlVG9rZW4SHy5sYXRjaGtleS52MS5DcmVhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkcKCEdldFRva2VuEhwubGF0Y2hrZXkudjEuR2V0VG9rZW5SZXF1ZXN0Gh0ubGF0Y2hrZXkudjEuR2V0VG9rZW5SZXNwb25zZRJNCgpMaXN0VG9rZW5zEh4ubGF0Y2hrZXkudjEuTGlzdFRva2Vuc1JlcXVlc3QaHy5sYXRjaGtleS52MS5MaXN0VG9rZW5zUmVzcG9uc2USUAoLVXBkYXRlVG9rZW4SHy5sYXRjaGtleS52MS5VcGRhdGVUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5VcGRhdGVUb2tlblJlc3BvbnNlElAKC1Jldm9rZVRva2VuEh8ubGF0Y2hrZXkudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJiChFCYXRjaFJldm9rZVRva2VucxIlLmxhdGNoa2V5LnYxLkJhdGNoUmV2b2tlVG9rZW5zUmVxdWVzdBomLmxhdGNoa2V5LnYxLkJhdGNoUmV2b2tlVG9rZW5zUmVzcG9uc2USYgoRQmF0Y2hVcGRhdGVUb2tlbnMSJS5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1JlcXVlc3QaJi5sYXRjaGtleS52MS5CYXRjaFVwZGF0ZVRva2Vuc1Jlc3BvbnNlElAKC1JvdGF0ZVRva2VuEh8ubGF0Y2hrZXkudjEuUm90YXRlVG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuUm90YXRlVG9rZW5SZXNwb25zZRJcCg9MaXN0QXVkaXRFdmVudHMSIy5sYXRjaGtleS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQubGF0Y2hrZXkudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USSgoJR2V0Q2FsbGVyEh0ubGF0Y2hrZXkudjEuR2V0Q2FsbGVyUmVxdWVzdBoeLmxhdGNoa2V5LnYxLkdldENhbGxlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_latchkey_v1_token]);
 
 /**
  * CreateTokenRequest describes the token to issue. Its grants can never exceed the caller's.
@@ -446,11 +446,22 @@ export type RevokeTokenRequest = Message<"latchkey.v1.RevokeTokenRequest"> & {
   reason: string;
 
   /**
-   * Correlation id recorded in the audit row; at most 128 characters.
+   * Correlation id recorded in the audit row; at most 128 characters; must not contain
+   * anything shaped like a token.
    *
    * @generated from field: string request_id = 3;
    */
   requestId: string;
+
+  /**
+   * Also revoke every still-valid token of the same rotation lineage (the tokens it was
+   * rotated from and into, see Token.lineage_id), in one transaction with one audit row each.
+   * The named token may then be revoked already (e.g. the leaked id of a rotated token);
+   * FAILED_PRECONDITION only when no token of the lineage was left to revoke.
+   *
+   * @generated from field: bool revoke_lineage = 4;
+   */
+  revokeLineage: boolean;
 };
 
 /**
@@ -467,11 +478,19 @@ export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PUR
  */
 export type RevokeTokenResponse = Message<"latchkey.v1.RevokeTokenResponse"> & {
   /**
-   * The token, now TOKEN_STATE_REVOKED.
+   * The named token, now TOKEN_STATE_REVOKED.
    *
    * @generated from field: latchkey.v1.Token token = 1;
    */
   token?: Token | undefined;
+
+  /**
+   * With revoke_lineage: every token this call revoked (the named one included when it was
+   * still valid), oldest first.
+   *
+   * @generated from field: repeated latchkey.v1.Token lineage_revoked = 2;
+   */
+  lineageRevoked: Token[];
 };
 
 /**
@@ -539,8 +558,10 @@ export const TokenFilterSchema: GenMessage<TokenFilter> = /*@__PURE__*/
   messageDesc(file_latchkey_v1_token_admin_service, 12);
 
 /**
- * BatchRevokeTokensRequest revokes by ids (at most 1000, no duplicates, all or nothing) or by
- * filter (at most 10,000 matching tokens).
+ * BatchRevokeTokensRequest revokes by ids (at most 1000, no duplicates, all or nothing, one
+ * transaction) or by filter (any number of matching tokens, revoked newest first in
+ * transactions of 1,000; one `token.batch_revoke` audit row per token plus one summary row
+ * with the count and the filter, written with the last transaction).
  *
  * @generated from message latchkey.v1.BatchRevokeTokensRequest
  */
@@ -602,7 +623,9 @@ export const BatchRevokeTokensRequestSchema: GenMessage<BatchRevokeTokensRequest
  */
 export type BatchRevokeTokensResponse = Message<"latchkey.v1.BatchRevokeTokensResponse"> & {
   /**
-   * The tokens, after revocation (or as they are, on a dry run).
+   * The first 100 tokens revoked (or that would be), in the order of the request's ids or
+   * newest first for a filter, after revocation (or as they are, on a dry run). `count` has
+   * the full number; the audit trail lists every token.
    *
    * @generated from field: repeated latchkey.v1.Token tokens = 1;
    */
@@ -693,14 +716,18 @@ export type RotateTokenRequest = Message<"latchkey.v1.RotateTokenRequest"> & {
   id: string;
 
   /**
-   * How long the old secret keeps working: 0 revokes it now; at most 7 days.
+   * How long the old secret keeps working: 0 revokes it now; at most 7 days. Must be 0 for a
+   * token with a use limit (max_uses): old and new secrets never share or double a budget; the
+   * new token carries only the uses left.
    *
    * @generated from field: google.protobuf.Duration grace_period = 2;
    */
   gracePeriod?: Duration | undefined;
 
   /**
-   * Correlation id recorded in the audit row; at most 128 characters.
+   * Idempotency key (at most 128 characters, nothing shaped like a token): a repeated
+   * request_id from the same caller for the same token returns the rotation made first, without
+   * its secret, and rotates nothing.
    *
    * @generated from field: string request_id = 3;
    */
@@ -904,7 +931,8 @@ export const TokenAdminService: GenService<{
     output: typeof UpdateTokenResponseSchema;
   },
   /**
-   * Revokes a token at once and for good. Needs `tokens:revoke`.
+   * Revokes a token at once and for good (with revoke_lineage, every still-valid token of its
+   * rotation lineage). Needs `tokens:revoke`.
    *
    * @generated from rpc latchkey.v1.TokenAdminService.RevokeToken
    */
@@ -936,7 +964,9 @@ export const TokenAdminService: GenService<{
   },
   /**
    * Issues a new secret with the same grants; the old token stays valid for grace_period.
-   * Needs `tokens:create` (or a token rotating itself).
+   * Needs `tokens:create` (or a token rotating itself). The new expiry is now plus the old
+   * token's original lifetime (capped by its type) only for a caller holding `tokens:create`
+   * and covering the token; otherwise it never lies beyond the old token's current expiry.
    *
    * @generated from rpc latchkey.v1.TokenAdminService.RotateToken
    */

@@ -1,0 +1,184 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import {
+  MAX_BATCH_IDS,
+  MAX_LISTED_REVOKED,
+  MAX_REASON,
+  MAX_REQUEST_ID,
+  REVOKE_CHUNK,
+} from "../../domain/admin-rules.js";
+import { newAuditId } from "../../domain/ids.js";
+import { checkRequestId } from "../../domain/request-id.js";
+import { checkFreeText, checkIdentifier, checkIds } from "../../domain/validation.js";
+import { type FieldViolation, refused, throwIfInvalid } from "../../errors.js";
+import type { BatchRevokeTokensRequest } from "../../gen/latchkey/v1/token_admin_service_pb.js";
+import { TokenState, TokenType } from "../../gen/latchkey/v1/token_pb.js";
+import type { OrgScope, TokenQueryFilter, TokenRow } from "../../store/token-repo.js";
+import { type Caller, callerOf } from "../context.js";
+import { type AuditFrame, auditRow, auditRows, requestIdOf, tokenSummary } from "./audit-rows.js";
+import { type AdminDeps, announce, type Handlers } from "./deps.js";
+import { readFilter } from "./filter.js";
+import { requireAll } from "./ids.js";
+import { tokenMessage } from "./mappers.js";
+import { orgScope, reachById, targetOrg } from "./scope.js";
+
+/** The batch's filter, checked (set, not asking for revoked tokens); undefined in ids mode. */
+function readBatchFilter(
+  req: BatchRevokeTokensRequest,
+  v: FieldViolation[],
+): TokenQueryFilter | undefined {
+  const byIds = req.ids.length > 0;
+  if (byIds && req.filter !== undefined) {
+    v.push({ field: "filter", description: "give ids or filter, not both" });
+  } else if (byIds) {
+    v.push(...checkIds(req.ids, "ids", { max: MAX_BATCH_IDS }));
+  } else if (req.filter === undefined) {
+    v.push({ field: "ids", description: "give ids (1-1000) or a filter" });
+  } else {
+    const f = req.filter;
+    const filter = readFilter(f, "filter", v);
+    const empty =
+      f.type === TokenType.UNSPECIFIED &&
+      f.teamId === "" &&
+      f.ownerId === "" &&
+      f.state === TokenState.UNSPECIFIED &&
+      f.unusedSince === undefined &&
+      !f.neverUsed;
+    if (empty) v.push({ field: "filter", description: "set at least one filter field" });
+    if (f.state === TokenState.REVOKED) {
+      v.push({ field: "filter.state", description: "revoked tokens cannot be revoked again" });
+    }
+    return filter;
+  }
+  return undefined;
+}
+
+/** A filter as the batch's summary audit row records it (only the fields that were set). */
+function filterDetails(f: TokenQueryFilter): JsonObject {
+  const out: JsonObject = {};
+  if (f.type !== undefined) out.type = TokenType[f.type] ?? String(f.type);
+  if (f.teamId !== "") out.team_id = f.teamId;
+  if (f.ownerId !== "") out.owner_id = f.ownerId;
+  if (f.state !== undefined) out.state = f.state;
+  if (f.unusedSince !== undefined) out.unused_since = f.unusedSince.toISOString();
+  if (f.neverUsed) out.never_used = true;
+  return out;
+}
+
+/** The response: the count and the first MAX_LISTED_REVOKED tokens. */
+function answer(rows: readonly TokenRow[], count: number, nowMs: number) {
+  return {
+    tokens: rows.slice(0, MAX_LISTED_REVOKED).map((r) => tokenMessage(r, nowMs)),
+    count,
+  };
+}
+
+/** By ids: each in reach, none revoked, all or nothing, in one transaction. */
+async function revokeIds(deps: AdminDeps, req: BatchRevokeTokensRequest, frame: AuditFrame) {
+  const nowMs = frame.at.getTime();
+  const selection = { ids: req.ids, scope: reachById(frame.caller) };
+  const accept = (rows: TokenRow[]) =>
+    requireAll(req.ids, rows, (r) =>
+      refused(
+        Code.FailedPrecondition,
+        "ALREADY_REVOKED",
+        `token ${r.id} is already revoked; nothing was revoked`,
+        { token_id: r.id },
+      ),
+    );
+  if (req.dryRun) {
+    const rows = accept(await deps.tokens.select(selection));
+    return answer(rows, rows.length, nowMs);
+  }
+  const revoked = await deps.tokens.batchRevoke(selection, {
+    revocation: { by: frame.caller.tokenId, reason: req.reason, at: frame.at },
+    accept,
+    audit: (after) =>
+      auditRows(frame, "token.batch_revoke", after, (r) => ({
+        ...tokenSummary(r),
+        reason: req.reason,
+        batch_size: after.length,
+      })),
+  });
+  await announce(deps, revoked, "revoked", req.reason);
+  return answer(revoked, revoked.length, nowMs);
+}
+
+/**
+ * By filter: every match, in transactions of REVOKE_CHUNK tokens, one audit row per token
+ * (with the batch id) and one summary row (id = the batch id; the count and the filter) that
+ * commits with the last chunk. Caches hear of each chunk as it commits.
+ */
+async function revokeFiltered(
+  deps: AdminDeps,
+  req: BatchRevokeTokensRequest,
+  frame: AuditFrame,
+  scope: OrgScope,
+  filter: TokenQueryFilter,
+) {
+  const nowMs = frame.at.getTime();
+  if (req.dryRun) {
+    const [rows, count] = await Promise.all([
+      deps.tokens.select({ filter, scope, now: frame.at, limit: MAX_LISTED_REVOKED }),
+      deps.tokens.countUnrevoked(scope, filter, frame.at),
+    ]);
+    return answer(rows, count, nowMs);
+  }
+  const batchId = newAuditId();
+  const listed: TokenRow[] = [];
+  const count = await deps.tokens.revokeByFilter({
+    scope,
+    filter,
+    now: frame.at,
+    revocation: { by: frame.caller.tokenId, reason: req.reason, at: frame.at },
+    chunkSize: REVOKE_CHUNK,
+    audit(revoked, total) {
+      const rows = auditRows(frame, "token.batch_revoke", revoked, (r) => ({
+        ...tokenSummary(r),
+        reason: req.reason,
+        batch_id: batchId,
+      }));
+      if (total === undefined) return rows;
+      const summary = auditRow(
+        frame,
+        "token.batch_revoke",
+        { orgId: scope.orgId, tokenId: "" },
+        {
+          batch_id: batchId,
+          summary: true,
+          count: total,
+          filter: filterDetails(filter),
+          reason: req.reason,
+        },
+      );
+      return [...rows, { ...summary, id: batchId }];
+    },
+    async committed(revoked) {
+      for (const r of revoked) if (listed.length < MAX_LISTED_REVOKED) listed.push(r);
+      await announce(deps, revoked, "revoked", req.reason);
+    },
+  });
+  return answer(listed, count, nowMs);
+}
+
+/**
+ * BatchRevokeTokens: many ids (each in reach, none revoked; one transaction) or every token a
+ * filter selects (in bounded transactions); `dry_run` only shows the selection. The answer
+ * carries the count and the first MAX_LISTED_REVOKED tokens.
+ */
+export function batchRevokeTokens(deps: AdminDeps): Handlers["batchRevokeTokens"] {
+  return async (req, ctx) => {
+    const caller: Caller = callerOf(ctx);
+    const v: FieldViolation[] = [];
+    const filter = readBatchFilter(req, v);
+    v.push(...checkIdentifier(req.orgId, "org_id", { required: false, max: 128 }));
+    v.push(...checkFreeText(req.reason, "reason", MAX_REASON));
+    v.push(...checkRequestId(req.requestId, "request_id", MAX_REQUEST_ID));
+    throwIfInvalid(v);
+    const at = new Date(deps.now());
+    const frame = { caller, ctx, at, requestId: requestIdOf(req.requestId, ctx) };
+    if (filter === undefined) return await revokeIds(deps, req, frame);
+    const scope = orgScope(caller, targetOrg(caller, req.orgId));
+    return await revokeFiltered(deps, req, frame, scope, filter);
+  };
+}
