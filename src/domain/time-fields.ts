@@ -24,7 +24,7 @@ export interface TimeCheck {
  * with valid nanos. An instant outside it cannot be stored or compared reliably (JavaScript
  * dates and Postgres disagree there) and would otherwise fail later as an internal error.
  */
-export function checkTimestamp(ts: Timestamp, field: string): TimeCheck {
+export function checkTimestamp(ts: Pick<Timestamp, "seconds" | "nanos">, field: string): TimeCheck {
   if (
     ts.seconds < MIN_TIMESTAMP_SECONDS ||
     ts.seconds > MAX_TIMESTAMP_SECONDS ||
@@ -45,7 +45,7 @@ export function checkTimestamp(ts: Timestamp, field: string): TimeCheck {
  * limit windows): within the type's documented range (±10,000 years), nanos of the same sign
  * as seconds. The caller checks its own bounds on the result.
  */
-export function checkDuration(d: Duration, field: string): TimeCheck {
+export function checkDuration(d: Pick<Duration, "seconds" | "nanos">, field: string): TimeCheck {
   const signOk = (d.seconds >= 0n && d.nanos >= 0) || (d.seconds <= 0n && d.nanos <= 0);
   if (
     d.seconds < -MAX_DURATION_SECONDS ||

@@ -1,4 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { cidrsNarrowed } from "../../src/domain/admin-rules.js";
+import { checkRequestId, containsTokenShape, scrubRequestId } from "../../src/domain/request-id.js";
+import { checkDuration, checkTimestamp, MAX_TIMESTAMP_MS } from "../../src/domain/time-fields.js";
+import { generateToken } from "../../src/domain/token-format.js";
 import {
   checkCidrs,
   checkFreeText,
@@ -9,6 +13,7 @@ import {
   checkPageSize,
   checkPermissions,
 } from "../../src/domain/validation.js";
+import { TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 
 const TOK = "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV";
 const TOK2 = "tok_01ARZ3NDEKTSV4RRFFQ69G5FAW";
@@ -234,4 +239,99 @@ describe("checkFreeText", () => {
       expect(v[0]?.field).toBe("reason");
     },
   );
+});
+
+describe("metadata values and free text refuse what names refuse", () => {
+  it.each(["a\u2028b", "a\u2029b", "\u202egnirts", "a\u2066b\u2069", "a\u0085b", "a\u001bb"])(
+    "refuses %j",
+    (value) => {
+      expect(checkMetadata({ tier: value }, "metadata")[0]?.field).toBe('metadata["tier"]');
+      expect(checkFreeText(value, "reason", 100)).toHaveLength(1);
+    },
+  );
+
+  it("still accepts ordinary non-ASCII text", () => {
+    expect(checkMetadata({ region: "Zürich – 東京 ✓" }, "metadata")).toEqual([]);
+  });
+});
+
+describe("request ids never hold a token", () => {
+  const token = generateToken("lk", TokenType.CICD);
+  const other = generateToken("acme", TokenType.PERSONAL);
+
+  it.each([
+    ["a bare token", token],
+    ["a token of another prefix", other],
+    ["a token inside text", `retry-${token}-2`],
+    ["a URL-encoded token", `x%5F${token.replaceAll("_", "%5F")}`],
+  ])("refuses %s", (_label, value) => {
+    expect(containsTokenShape(value)).toBe(true);
+    expect(checkRequestId(value, "request_id", 1000)[0]?.field).toBe("request_id");
+  });
+
+  it.each(["req-1", "0af7651916cd43dd8448eb211c80319c", "lk_p_short"])("accepts %j", (value) => {
+    expect(checkRequestId(value, "request_id", 128)).toEqual([]);
+  });
+
+  it("scrubs a header: token parts redacted, unprintables dropped, length capped", () => {
+    expect(scrubRequestId(`trace-${token}`, 128)).toBe("trace-[redacted]");
+    expect(scrubRequestId(token.replaceAll("_", "%5F"), 128)).toBe("[redacted]");
+    expect(scrubRequestId("a\nb\u202ec", 128)).toBe("abc");
+    expect(scrubRequestId("x".repeat(300), 128)).toHaveLength(128);
+    expect(scrubRequestId(undefined, 128)).toBe("");
+  });
+});
+
+describe("checkTimestamp and checkDuration", () => {
+  it("accepts the Timestamp range and refuses what lies outside it", () => {
+    expect(checkTimestamp({ seconds: 0n, nanos: 5_000_000 }, "t")).toEqual({
+      violations: [],
+      ms: 5,
+    });
+    expect(checkTimestamp({ seconds: 253_402_300_799n, nanos: 999_999_999 }, "t").ms).toBe(
+      MAX_TIMESTAMP_MS,
+    );
+    for (const bad of [
+      { seconds: 253_402_300_800n, nanos: 0 },
+      { seconds: 6_249_000_000_000n, nanos: 0 },
+      { seconds: -62_135_596_801n, nanos: 0 },
+      { seconds: 0n, nanos: -1 },
+      { seconds: 0n, nanos: 1_000_000_000 },
+    ]) {
+      expect(checkTimestamp(bad, "unused_since").violations[0]?.field).toBe("unused_since");
+    }
+  });
+
+  it("accepts the Duration range and refuses what lies outside it", () => {
+    expect(checkDuration({ seconds: 2n, nanos: 500_000_000 }, "d")).toEqual({
+      violations: [],
+      ms: 2500,
+    });
+    expect(checkDuration({ seconds: -1n, nanos: 0 }, "d").ms).toBe(-1000);
+    for (const bad of [
+      { seconds: 315_576_000_001n, nanos: 0 },
+      { seconds: 1n, nanos: -1 },
+      { seconds: 0n, nanos: 1_000_000_000 },
+    ]) {
+      expect(checkDuration(bad, "ttl").violations[0]?.field).toBe("ttl");
+    }
+  });
+});
+
+describe("cidrsNarrowed", () => {
+  it.each([
+    [[], ["10.0.0.0/8"], true],
+    [["10.0.0.0/8"], ["10.1.0.0/16", "10.2.3.4/32"], true],
+    [["10.0.0.0/8"], ["10.0.0.0/8"], true],
+    [["2001:db8::/32"], ["2001:db8:1::/48"], true],
+    [[], [], true],
+    [["10.0.0.0/8"], [], false],
+    [["10.0.0.0/8"], ["0.0.0.0/0"], false],
+    [["10.0.0.0/8"], ["10.1.0.0/16", "192.168.0.0/16"], false],
+    [["10.0.0.0/16"], ["10.0.0.0/8"], false],
+    [["2001:db8::/32"], ["10.0.0.0/8"], false],
+    [["0.0.0.0/0"], ["::/0"], false],
+  ])("%j → %j narrows: %s", (before, after, narrows) => {
+    expect(cidrsNarrowed(before, after)).toBe(narrows);
+  });
 });

@@ -46,6 +46,7 @@ export function tokenMessage(row: TokenRow, nowMs: number): Token {
     revokeReason: row.revoke_reason ?? "",
     rotatedFrom: row.rotated_from ?? "",
     replacedBy: row.replaced_by ?? "",
+    lineageId: row.lineage_id,
     role: row.role,
     permissions: [...row.permissions],
     allowedCidrs: [...row.allowed_cidrs],
