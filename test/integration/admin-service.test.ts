@@ -201,3 +201,51 @@ describe("RotateToken without tokens:create", () => {
     ]);
   });
 });
+
+describe("out-of-range times where a deployment lifts the lifetime caps", () => {
+  const uncapped = { maxLifetimeMs: null, defaultLifetimeMs: 86_400_000, defaultMaxUses: null };
+  const service = () =>
+    createAdminService({
+      tokens: createTokenRepo(sql),
+      audit: createAuditRepo(sql),
+      changes: { tokensChanged: async () => {} },
+      prefix: PREFIX,
+      pageKey: new Uint8Array(32).fill(7),
+      policies: {
+        [TokenType.PERSONAL]: uncapped,
+        [TokenType.TEAM]: uncapped,
+        [TokenType.CICD]: uncapped,
+        [TokenType.EPHEMERAL]: uncapped,
+      },
+      log: { warn: () => {} },
+    });
+
+  it.each([
+    [
+      "expire_time in the year 200000",
+      { expireTime: { seconds: 6_249_000_000_000n, nanos: 0 } },
+      "expire_time",
+    ],
+    [
+      "ttl of 9,000 years (past the year 9999)",
+      { ttl: { seconds: 284_000_000_000n, nanos: 0 } },
+      "ttl",
+    ],
+    ["ttl beyond Duration's range", { ttl: { seconds: 10n ** 15n, nanos: 0 } }, "ttl"],
+  ])("%s is INVALID_ARGUMENT naming the field, nothing written", async (_label, time, field) => {
+    const caller = callerIn("org-uncapped");
+    await expect(
+      service().createToken(
+        create(CreateTokenRequestSchema, {
+          name: "far",
+          type: TokenType.CICD,
+          permissions: ["deploy:run"],
+          ...time,
+        }),
+        ctx(caller, "CreateToken"),
+      ),
+    ).rejects.toMatchObject({ code: Code.InvalidArgument, violations: [{ field }] });
+    const rows = await sql`SELECT 1 FROM tokens WHERE org_id = 'org-uncapped'`;
+    expect(rows).toHaveLength(0);
+  });
+});
