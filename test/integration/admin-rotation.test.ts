@@ -178,6 +178,16 @@ describe("RotateToken is idempotent on request_id", () => {
     expect(f.code).toBe(grpc.status.ALREADY_EXISTS);
     expect(f.reason).toBe("REQUEST_ID_REUSED");
     expect((await admin.getToken({ id: b.id })).token?.replacedBy).toBe("");
+    // Nor does CreateToken answer with the rotation's successor.
+    const c = await failure(
+      admin.createToken({
+        name: "a",
+        type: TokenType.CICD,
+        permissions: ["deploy:read"],
+        requestId: "rot-2",
+      }),
+    );
+    expect(c.reason).toBe("REQUEST_ID_REUSED");
   });
 });
 

@@ -12,11 +12,12 @@ import { tokenMessage } from "./mappers.js";
 
 /** The earlier answer to a repeated request_id, or ALREADY_EXISTS if it was for another token. */
 function idempotentAnswer(row: TokenRow, req: CreateTokenRequest, nowMs: number) {
-  if (row.name !== req.name || row.type !== req.type) {
+  // A rotation's successor carries its request_id too: it is never a CreateToken answer.
+  if (row.name !== req.name || row.type !== req.type || row.rotated_from !== null) {
     throw new LatchkeyError(
       Code.AlreadyExists,
       "REQUEST_ID_REUSED",
-      "this request_id was already used by the caller for a different token",
+      "this request_id was already used by the caller for a different token or call",
       { metadata: { token_id: row.id } },
     );
   }
