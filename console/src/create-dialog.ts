@@ -8,8 +8,8 @@ import type { Admin } from "./api.js";
 import type { Caller } from "./caller.js";
 import { cidrEditor } from "./cidr-editor.js";
 import { openDialog } from "./dialog.js";
+import { dialogForm } from "./dialog-form.js";
 import { field, h, select } from "./dom.js";
-import { markFields, problemOf, problemView } from "./errors.js";
 import { lifetime, TYPE_LABELS } from "./format.js";
 import { metadataEditor } from "./metadata-editor.js";
 import { secretView } from "./secret-view.js";
@@ -71,7 +71,6 @@ function grantable(caller: Caller): string[] {
  */
 export function openCreateDialog(admin: Admin, caller: Caller, onCreated: () => void): void {
   const dialog = openDialog("Create token", { testId: "create-dialog" });
-  const problem = h("div");
   const name = h("input", {
     name: "name",
     required: true,
@@ -222,32 +221,16 @@ export function openCreateDialog(admin: Admin, caller: Caller, onCreated: () => 
     return req;
   };
 
-  const submit = async (event: Event): Promise<void> => {
-    event.preventDefault();
+  const action = async (): Promise<void> => {
     const req = build();
-    if (typeof req === "string") {
-      problem.replaceChildren(
-        problemView({ code: "INVALID_INPUT", reason: "", message: req, fields: [] }),
-      );
-      return;
-    }
-    createButton.disabled = true;
-    try {
-      const res = await admin.createToken(req);
-      onCreated();
-      dialog.show(secretView(res.secret, res.token?.name ?? req.name ?? "", () => dialog.close()));
-    } catch (err) {
-      const p = problemOf(err);
-      problem.replaceChildren(problemView(p));
-      markFields(form, p);
-      createButton.disabled = false;
-    }
+    if (typeof req === "string") throw new Error(req);
+    const res = await admin.createToken(req);
+    onCreated();
+    dialog.show(secretView(res.secret, res.token?.name ?? req.name ?? "", () => dialog.close()));
   };
-  const createButton = h("button", { type: "submit", class: "primary" }, "Create token");
-  const form = h(
-    "form",
-    { class: "form", novalidate: true, onsubmit: (e) => void submit(e) },
-    problem,
+  const form = dialogForm(
+    dialog,
+    { submit: "Create token", action },
     field("Name", name, { field: "name" }).row,
     field("Type", type, { field: "type", hint: typeHint }).row,
     h(
@@ -267,12 +250,6 @@ export function openCreateDialog(admin: Admin, caller: Caller, onCreated: () => 
       { class: "two" },
       field("Max uses", maxUses, { field: "max_uses" }).row,
       field("Max concurrent (slots)", maxConcurrent, { field: "max_concurrent" }).row,
-    ),
-    h(
-      "div",
-      { class: "actions" },
-      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
-      createButton,
     ),
   );
   dialog.show(form);

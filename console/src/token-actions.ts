@@ -6,30 +6,12 @@ import { auditTable } from "./audit-table.js";
 import type { Caller } from "./caller.js";
 import { cidrEditor } from "./cidr-editor.js";
 import { openDialog } from "./dialog.js";
+import { dialogForm } from "./dialog-form.js";
 import { type Child, field, h, select } from "./dom.js";
-import { markFields, problemOf, problemView } from "./errors.js";
+import { problemOf, problemView } from "./errors.js";
 import { dateOf, exact, relative, STATE_LABELS, TYPE_LABELS } from "./format.js";
 import { metadataEditor } from "./metadata-editor.js";
 import { secretView } from "./secret-view.js";
-
-/** Runs a dialog's action, showing the server's error in `problem` instead of failing silently. */
-async function attempt(
-  problem: HTMLElement,
-  form: HTMLElement,
-  button: HTMLButtonElement,
-  action: () => Promise<void>,
-): Promise<void> {
-  button.disabled = true;
-  problem.replaceChildren();
-  try {
-    await action();
-  } catch (err) {
-    const p = problemOf(err);
-    problem.replaceChildren(problemView(p));
-    markFields(form, p);
-    button.disabled = false;
-  }
-}
 
 function row(label: string, value: Child): HTMLElement[] {
   return [h("dt", null, label), h("dd", null, value === "" ? "—" : value)];
@@ -113,92 +95,63 @@ const GRACE: readonly (readonly [string, string])[] = [
 /** Rotate: a new secret with the same grants; the old one lives on for the grace period. */
 export function openRotate(admin: Admin, token: Token, done: () => void): void {
   const dialog = openDialog(`Rotate “${token.name}”`, { testId: "rotate-dialog" });
-  const problem = h("div");
   const grace = select(GRACE, String(3_600_000), { name: "grace_period" });
-  const button = h("button", { type: "submit", class: "primary" }, "Rotate");
-  const form: HTMLFormElement = h(
-    "form",
-    {
-      class: "form",
-      onsubmit: (e) => {
-        e.preventDefault();
-        void attempt(problem, form, button, async () => {
-          const res = await admin.rotateToken({
-            id: token.id,
-            gracePeriod: durationFromMs(Number(grace.value)),
-          });
-          done();
-          dialog.show(
-            h(
-              "p",
-              null,
-              "The old secret ",
-              dateOf(res.previous?.expireTime) === undefined
-                ? "is revoked."
-                : `stops working ${relative(dateOf(res.previous?.expireTime) ?? new Date())}.`,
-            ),
-            secretView(res.secret, res.token?.name ?? token.name, () => dialog.close()),
-          );
-        });
-      },
-    },
-    problem,
-    h(
-      "p",
-      null,
-      "A new secret with the same permissions, limits and metadata replaces ",
-      h("code", null, token.id),
-      ".",
-    ),
-    field("Grace period for the old secret", grace, { field: "grace_period" }).row,
-    h(
-      "div",
-      { class: "actions" },
-      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
-      button,
+  const action = async (): Promise<void> => {
+    const gracePeriod = durationFromMs(Number(grace.value));
+    const res = await admin.rotateToken({ id: token.id, gracePeriod });
+    done();
+    const oldEnd = dateOf(res.previous?.expireTime);
+    dialog.show(
+      h(
+        "p",
+        null,
+        "The old secret ",
+        oldEnd === undefined ? "is revoked." : `stops working ${relative(oldEnd)}.`,
+      ),
+      secretView(res.secret, res.token?.name ?? token.name, () => dialog.close()),
+    );
+  };
+  dialog.show(
+    dialogForm(
+      dialog,
+      { submit: "Rotate", action },
+      h(
+        "p",
+        null,
+        "A new secret with the same permissions, limits and metadata replaces ",
+        h("code", null, token.id),
+        ".",
+      ),
+      field("Grace period for the old secret", grace, { field: "grace_period" }).row,
     ),
   );
-  dialog.show(form);
 }
 
 /** Revoke one token, for good, with a reason; the confirmation names the token. */
 export function openRevoke(admin: Admin, token: Token, done: () => void): void {
   const dialog = openDialog(`Revoke “${token.name}”?`, { testId: "revoke-dialog" });
-  const problem = h("div");
   const reason = h("input", { name: "reason", maxlength: 500, placeholder: "e.g. laptop lost" });
-  const button = h("button", { type: "submit", class: "danger" }, `Revoke “${token.name}”`);
-  const form: HTMLFormElement = h(
-    "form",
-    {
-      class: "form",
-      onsubmit: (e) => {
-        e.preventDefault();
-        void attempt(problem, form, button, async () => {
-          await admin.revokeToken({ id: token.id, reason: reason.value.trim() });
-          dialog.close();
-          done();
-        });
-      },
-    },
-    problem,
-    h(
-      "p",
-      null,
-      "Revoking ",
-      h("strong", null, token.name),
-      " (",
-      h("code", null, token.id),
-      ") takes effect at once and cannot be undone.",
-    ),
-    field("Reason", reason, { field: "reason" }).row,
-    h(
-      "div",
-      { class: "actions" },
-      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
-      button,
+  const action = async (): Promise<void> => {
+    await admin.revokeToken({ id: token.id, reason: reason.value.trim() });
+    dialog.close();
+    done();
+  };
+  dialog.show(
+    dialogForm(
+      dialog,
+      { submit: `Revoke “${token.name}”`, danger: true, action },
+      h(
+        "p",
+        null,
+        "Revoking ",
+        h("strong", null, token.name),
+        " (",
+        h("code", null, token.id),
+        ") takes effect at once and cannot be undone.",
+      ),
+      field("Reason", reason, { field: "reason" }).row,
     ),
   );
-  dialog.show(form);
   reason.focus();
 }
 
@@ -211,7 +164,6 @@ function localInput(d: Date | undefined): string {
 /** Edit what UpdateToken allows: name, metadata (replaced whole), allowed IPs, a shorter expiry. */
 export function openEdit(admin: Admin, token: Token, done: () => void): void {
   const dialog = openDialog(`Edit “${token.name}”`, { testId: "edit-dialog" });
-  const problem = h("div");
   const name = h("input", { name: "name", maxlength: 100, value: token.name });
   const meta = metadataEditor(token.metadata);
   const cidrs = cidrEditor(token.allowedCidrs);
@@ -222,64 +174,47 @@ export function openEdit(admin: Admin, token: Token, done: () => void): void {
     value: localInput(expires),
     max: localInput(expires) || undefined,
   });
-  const button = h("button", { type: "submit", class: "primary" }, "Save");
-  const form: HTMLFormElement = h(
-    "form",
-    {
-      class: "form",
-      onsubmit: (e) => {
-        e.preventDefault();
-        void attempt(problem, form, button, async () => {
-          const m = meta.read();
-          const c = cidrs.read();
-          if (!m.ok || !c.ok)
-            throw new Error(!m.ok ? `Metadata: ${m.error}` : `Allowed IPs: ${c.ok ? "" : c.error}`);
-          const paths: string[] = [];
-          const next = create(TokenSchema, { id: token.id });
-          if (name.value.trim() !== token.name) {
-            paths.push("name");
-            next.name = name.value.trim();
-          }
-          if (JSON.stringify(m.value) !== JSON.stringify(token.metadata)) {
-            paths.push("metadata");
-            next.metadata = m.value;
-          }
-          if (c.value.join() !== token.allowedCidrs.join()) {
-            paths.push("allowed_cidrs");
-            next.allowedCidrs = c.value;
-          }
-          if (expiry.value !== localInput(expires) && expiry.value !== "") {
-            paths.push("expire_time");
-            next.expireTime = timestampFromDate(new Date(expiry.value));
-          }
-          if (paths.length > 0) {
-            await admin.updateToken({
-              token: next,
-              updateMask: create(FieldMaskSchema, { paths }),
-            });
-          }
-          dialog.close();
-          done();
-        });
-      },
-    },
-    problem,
-    field("Name", name, { field: "name" }).row,
-    meta.el,
-    cidrs.el,
-    field("Expires", expiry, {
-      field: "expire_time",
-      hint:
-        expires === undefined ? "Never expires; pick a date to set one." : "Can only be shortened.",
-    }).row,
-    h(
-      "div",
-      { class: "actions" },
-      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
-      button,
+  const action = async (): Promise<void> => {
+    const m = meta.read();
+    if (!m.ok) throw new Error(`Metadata: ${m.error}`);
+    const c = cidrs.read();
+    if (!c.ok) throw new Error(`Allowed IPs: ${c.error}`);
+    const paths: string[] = [];
+    const next = create(TokenSchema, { id: token.id });
+    if (name.value.trim() !== token.name) {
+      paths.push("name");
+      next.name = name.value.trim();
+    }
+    if (JSON.stringify(m.value) !== JSON.stringify(token.metadata)) {
+      paths.push("metadata");
+      next.metadata = m.value;
+    }
+    if (c.value.join() !== token.allowedCidrs.join()) {
+      paths.push("allowed_cidrs");
+      next.allowedCidrs = c.value;
+    }
+    if (expiry.value !== localInput(expires) && expiry.value !== "") {
+      paths.push("expire_time");
+      next.expireTime = timestampFromDate(new Date(expiry.value));
+    }
+    if (paths.length > 0) {
+      await admin.updateToken({ token: next, updateMask: create(FieldMaskSchema, { paths }) });
+    }
+    dialog.close();
+    done();
+  };
+  const expiryHint =
+    expires === undefined ? "Never expires; pick a date to set one." : "Can only be shortened.";
+  dialog.show(
+    dialogForm(
+      dialog,
+      { submit: "Save", action },
+      field("Name", name, { field: "name" }).row,
+      meta.el,
+      cidrs.el,
+      field("Expires", expiry, { field: "expire_time", hint: expiryHint }).row,
     ),
   );
-  dialog.show(form);
 }
 
 /** Revocation is permanent: a revoked token offers no actions but its details. */

@@ -199,6 +199,16 @@ describe.skipIf(!haveChromium)("web console in Chromium", () => {
     await filterBy(page, { team: "payments" });
     await page.getByLabel("Select pay-1").check();
     await page.getByLabel("Select pay-2").check();
+    await page.getByRole("button", { name: "Set metadata on selected" }).click();
+    const meta = page.locator('[data-test="bulk-metadata-dialog"]');
+    await meta.getByLabel("metadata value").first().fill("strict");
+    await meta.getByRole("button", { name: "Update 2 tokens" }).click();
+    await meta.waitFor({ state: "detached" });
+    const tiers = (await boot.listTokens({ teamId: "payments" })).tokens.map((t) => t.metadata);
+    expect(tiers).toEqual([{ redaction_tier: "strict" }, { redaction_tier: "strict" }]);
+
+    await page.getByLabel("Select pay-1").check();
+    await page.getByLabel("Select pay-2").check();
     await page.getByRole("button", { name: "Revoke selected" }).click();
     const dlg = page.locator('[data-test="bulk-revoke-dialog"]');
     await dlg.getByLabel("Reason").fill("team dissolved");

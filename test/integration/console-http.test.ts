@@ -53,6 +53,19 @@ function preflight(base: string, origin: string): Promise<Response> {
   });
 }
 
+/** A cross-origin GetCaller (Connect JSON) as a browser on ALLOWED would send it. */
+function getCallerFrom(base: string): Promise<Response> {
+  return fetch(`${base}${API}`, {
+    method: "POST",
+    headers: {
+      origin: ALLOWED,
+      "content-type": "application/json",
+      authorization: `Bearer ${h.bootstrapSecret}`,
+    },
+    body: "{}",
+  });
+}
+
 describe("GET /console/", () => {
   it("serves the app with a strict CSP and the other security headers", async () => {
     const res = await fetch(`${h.httpUrl}/console/`);
@@ -102,15 +115,7 @@ describe("CORS for the API", () => {
   it("is off by default: a preflight gets no access-control-allow-origin", async () => {
     const res = await preflight(h.httpUrl, ALLOWED);
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
-    const call = await fetch(`${h.httpUrl}${API}`, {
-      method: "POST",
-      headers: {
-        origin: ALLOWED,
-        "content-type": "application/json",
-        authorization: `Bearer ${h.bootstrapSecret}`,
-      },
-      body: "{}",
-    });
+    const call = await getCallerFrom(h.httpUrl);
     expect(call.status).toBe(200);
     expect(call.headers.get("access-control-allow-origin")).toBeNull();
   });
@@ -127,15 +132,7 @@ describe("CORS for the API", () => {
     const other = await preflight(withCors.url, "https://evil.example.com");
     expect(other.headers.get("access-control-allow-origin")).toBeNull();
 
-    const call = await fetch(`${withCors.url}${API}`, {
-      method: "POST",
-      headers: {
-        origin: ALLOWED,
-        "content-type": "application/json",
-        authorization: `Bearer ${h.bootstrapSecret}`,
-      },
-      body: "{}",
-    });
+    const call = await getCallerFrom(withCors.url);
     expect(call.status).toBe(200);
     expect(call.headers.get("access-control-allow-origin")).toBe(ALLOWED);
     expect(((await call.json()) as { platform?: boolean }).platform).toBe(true);
