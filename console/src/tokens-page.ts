@@ -9,18 +9,11 @@ import {
 } from "./bulk.js";
 import type { Caller } from "./caller.js";
 import { openCreateDialog } from "./create-dialog.js";
-import { type Child, field, h, replace, select } from "./dom.js";
+import { field, h, replace, select } from "./dom.js";
 import { problemOf, problemView } from "./errors.js";
-import { dateOf, exact, relative, STATE_LABELS, TYPE_LABELS } from "./format.js";
+import { STATE_LABELS, TYPE_LABELS } from "./format.js";
 import { Pager } from "./pager.js";
-import {
-  canRevoke,
-  canRotate,
-  openDetail,
-  openEdit,
-  openRevoke,
-  openRotate,
-} from "./token-actions.js";
+import { tokenRow } from "./token-row.js";
 
 type Filter = TokenFilterInit;
 
@@ -36,10 +29,6 @@ const STATE_OPTIONS = [
     (s) => [String(s), STATE_LABELS[s]] as const,
   ),
 ] as const;
-
-function timeCell(d: Date | undefined, none: Child): Child {
-  return d === undefined ? none : h("span", { title: exact(d) }, relative(d));
-}
 
 /**
  * The tokens page: filters and server-side paging over ListTokens, a name search over the
@@ -140,92 +129,8 @@ export function tokensPage(admin: Admin, caller: Caller): HTMLElement {
     );
   };
 
-  const row = (t: Token): HTMLElement => {
-    const lastUsed = dateOf(t.lastUsedTime);
-    const td = (label: string, ...c: Child[]): HTMLElement =>
-      h("td", { "data-label": label }, ...c);
-    const actions: Child[] = [
-      h(
-        "button",
-        { type: "button", class: "link", onclick: () => openDetail(admin, caller, t) },
-        "Details",
-      ),
-    ];
-    const self = t.id === caller.token.id;
-    if ((caller.can("tokens:create") || self) && canRotate(t))
-      actions.push(
-        h(
-          "button",
-          { type: "button", class: "link", onclick: () => openRotate(admin, t, refresh) },
-          "Rotate",
-        ),
-      );
-    if (caller.can("tokens:update") && canRevoke(t))
-      actions.push(
-        h(
-          "button",
-          { type: "button", class: "link", onclick: () => openEdit(admin, t, refresh) },
-          "Edit",
-        ),
-      );
-    if (caller.can("tokens:revoke") && canRevoke(t))
-      actions.push(
-        h(
-          "button",
-          { type: "button", class: "link danger", onclick: () => openRevoke(admin, t, refresh) },
-          "Revoke",
-        ),
-      );
-    const check = h("input", {
-      type: "checkbox",
-      "aria-label": `Select ${t.name}`,
-      checked: selected.has(t.id),
-      onchange: (e) => {
-        if ((e.target as HTMLInputElement).checked) selected.add(t.id);
-        else selected.delete(t.id);
-        renderBulk();
-      },
-    });
-    return h(
-      "tr",
-      { "data-id": t.id, "data-name": t.name, class: `state-${STATE_LABELS[t.state]}` },
-      canSelect ? h("td", { class: "select" }, check) : null,
-      td(
-        "Name",
-        h(
-          "button",
-          { type: "button", class: "link name", onclick: () => openDetail(admin, caller, t) },
-          t.name,
-        ),
-        h("div", { class: "hint" }, h("code", null, t.displayHint)),
-      ),
-      td("Type", TYPE_LABELS[t.type]),
-      td(
-        "State",
-        h("span", { class: `badge state ${STATE_LABELS[t.state]}` }, STATE_LABELS[t.state]),
-      ),
-      td(
-        "Owner / team",
-        [t.ownerId && `owner ${t.ownerId}`, t.teamId && `team ${t.teamId}`]
-          .filter(Boolean)
-          .join(", ") || "org",
-      ),
-      td("Created", timeCell(dateOf(t.createTime), "—")),
-      td("Expires", timeCell(dateOf(t.expireTime), "never")),
-      td(
-        "Last used",
-        lastUsed === undefined
-          ? h("span", { class: "badge muted" }, "never used")
-          : [
-              timeCell(lastUsed, ""),
-              t.lastUsedIp === "" ? null : h("div", { class: "hint" }, t.lastUsedIp),
-            ],
-      ),
-      td("Uses", t.maxUses === undefined ? String(t.useCount) : `${t.useCount} of ${t.maxUses}`),
-      td("Slots", t.maxConcurrent === 0 ? "—" : `${t.slotsInUse} of ${t.maxConcurrent} in use`),
-      td("Actions", h("div", { class: "row-actions" }, actions)),
-    );
-  };
+  const rowContext = { admin, caller, selected, canSelect, refresh, onSelect: () => renderBulk() };
+  const row = (t: Token): HTMLElement => tokenRow(t, rowContext);
 
   const renderTable = (): void => {
     const q = search.value.trim().toLowerCase();
