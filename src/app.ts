@@ -27,6 +27,8 @@ export interface InstanceDeps {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Process metrics (CPU, memory, event loop) in /metrics; off in tests. */
   readonly defaultMetrics?: boolean;
+  /** Origins allowed to call the API from a browser (LATCHKEY_CORS_ORIGINS); empty: CORS off. */
+  readonly corsOrigins?: readonly string[];
 }
 
 /** One running instance: both listeners serving the same two service implementations. */
@@ -100,6 +102,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     ready: readiness(deps),
     metrics: metrics.registry,
     ...(deps.tls === undefined ? {} : { tls: deps.tls }),
+    corsOrigins: deps.corsOrigins,
   });
   let grpcPort: number;
   try {

@@ -33,6 +33,9 @@ export interface Config {
   readonly workers: number;
   /** Database pool size per process. */
   readonly databasePoolSize: number;
+  // --- web console (issue 12) ---
+  /** Origins allowed to call the API from a browser (CORS); empty: CORS off. */
+  readonly corsOrigins: readonly string[];
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -176,6 +179,7 @@ export function loadConfig(env: Env = process.env): Config {
     cacheMaxStalenessMs: int("LATCHKEY_CACHE_MAX_STALENESS_MS", 30_000, 0, 3_600_000),
     workers: int("LATCHKEY_WORKERS", 1, 1, 64),
     databasePoolSize: int("LATCHKEY_DATABASE_POOL_SIZE", 10, 1, 200),
+    corsOrigins: corsOrigins(str("LATCHKEY_CORS_ORIGINS"), problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -198,4 +202,31 @@ export function parseHostPort(raw: string): ListenAddress | undefined {
 /** Formats an address for logs and for grpc-js `bindAsync` (`[::1]:50051`). */
 export function formatHostPort(a: ListenAddress): string {
   return isIP(a.host) === 6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+// --- web console (issue 12) ---
+/**
+ * LATCHKEY_CORS_ORIGINS: comma-separated exact origins (`https://admin.example.com`) that may
+ * call the API from a browser. Exact origins only, no `*`: the API takes bearer tokens, and a
+ * wildcard would let any page that obtained one drive it from a victim's browser.
+ */
+function corsOrigins(raw: string | undefined, problems: string[]): readonly string[] {
+  if (raw === undefined) return [];
+  const out: string[] = [];
+  for (const entry of raw.split(",").map((e) => e.trim())) {
+    let origin: string | undefined;
+    try {
+      const u = new URL(entry);
+      const bare = u.pathname === "/" && u.search === "" && u.hash === "" && u.username === "";
+      if ((u.protocol === "http:" || u.protocol === "https:") && bare) origin = u.origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin === undefined) {
+      problems.push(
+        `LATCHKEY_CORS_ORIGINS: "${entry}" is not an origin (expected e.g. https://admin.example.com, comma-separated)`,
+      );
+    } else if (!out.includes(origin)) out.push(origin);
+  }
+  return out;
 }

@@ -127,6 +127,7 @@ async function serve(
       grpcListen: formatHostPort(config.grpcListen),
       httpListen: formatHostPort(config.httpListen),
       tls: config.tls,
+      corsOrigins: config.corsOrigins,
     });
   } catch (err) {
     await verifier.close();

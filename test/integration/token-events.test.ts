@@ -5,6 +5,20 @@ import { insertToken } from "../helpers/seed.js";
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 
+/**
+ * Reads after `after` until `n` entries are final. Transaction ids are server-wide, so a write
+ * transaction still open in ANY database of the server (other test files run in parallel)
+ * holds entries back for a moment: that is the log's ordering guarantee, not a failure.
+ */
+async function eventsAfter(after: string, n: number, orgId?: string) {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const events = await readEvents(db.sql, after, { orgId, limit: 100 });
+    if (events.length >= n || Date.now() > deadline) return events;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 beforeAll(async () => {
   db = await createTestDatabase();
 });
@@ -24,7 +38,7 @@ describe("token_events", () => {
     await db.sql`UPDATE tokens SET revoke_time = now(), revoke_reason = 'leaked' WHERE id = ${b.id}`;
     await db.sql`UPDATE tokens SET expire_time = now() + interval '1 minute' WHERE id = ${a.id}`;
     await db.sql`UPDATE tokens SET replaced_by = 'tok_x' WHERE id = ${a.id}`;
-    const events = await readEvents(db.sql, start, { limit: 10 });
+    const events = await eventsAfter(start, 3);
     expect(events.map((e) => [e.tokenId, e.kind, e.reason])).toEqual([
       [b.id, "revoked", "leaked"],
       [a.id, "expiry_shortened", "expiry shortened"],
@@ -39,12 +53,12 @@ describe("token_events", () => {
   });
 
   it("filters by org and resumes after a cursor without repeating an entry", async () => {
-    const all = await readEvents(db.sql, LOG_START, { limit: 100 });
-    const f = await readEvents(db.sql, LOG_START, { orgId: "org-f", limit: 100 });
+    const all = await eventsAfter(LOG_START, 3);
+    const f = await eventsAfter(LOG_START, 1, "org-f");
     expect(f.map((e) => e.orgId)).toEqual(["org-f"]);
     const first = all[0];
     if (first === undefined) throw new Error("no events");
-    const rest = await readEvents(db.sql, first.cursor, { limit: 100 });
+    const rest = await eventsAfter(first.cursor, all.length - 1);
     expect(rest.map((e) => e.cursor)).toEqual(all.slice(1).map((e) => e.cursor));
   });
 
@@ -67,7 +81,7 @@ describe("token_events", () => {
     expect(await readEvents(db.sql, before, { limit: 10 })).toEqual([]);
     release();
     await slow;
-    const events = await readEvents(db.sql, before, { limit: 10 });
+    const events = await eventsAfter(before, 2);
     expect(events.map((e) => e.tokenId)).toEqual([t.id, u.id]);
   });
 });

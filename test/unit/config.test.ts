@@ -92,3 +92,21 @@ describe("parseHostPort", () => {
     expect(parseHostPort(raw)).toBeUndefined();
   });
 });
+
+describe("LATCHKEY_CORS_ORIGINS", () => {
+  it("is off by default and takes exact, comma-separated origins", () => {
+    expect(loadConfig({}).corsOrigins).toEqual([]);
+    expect(
+      loadConfig({ LATCHKEY_CORS_ORIGINS: "https://Admin.example.com, http://localhost:5173/" })
+        .corsOrigins,
+    ).toEqual(["https://admin.example.com", "http://localhost:5173"]);
+  });
+
+  it("refuses wildcards, paths and other schemes, naming the variable", () => {
+    for (const bad of ["*", "https://a.example.com/app", "ftp://a.example.com", "a.example.com"]) {
+      const problems = problemsOf({ LATCHKEY_CORS_ORIGINS: bad });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toContain("LATCHKEY_CORS_ORIGINS");
+    }
+  });
+});

@@ -6,6 +6,8 @@ import type { ErrorLog } from "../error-mapper.js";
 import type { RpcMetrics } from "../metrics.js";
 import { type Served, servedServices } from "../rpc-adapter.js";
 import { connectHandler, type NodeHandler } from "./connect.js";
+import { isConsolePath, loadConsoleAssets, serveConsole } from "./console.js";
+import { applyCors } from "./cors.js";
 import { sniffingServer } from "./h2c.js";
 import { isProbePath, type ProbeOptions, serveProbe } from "./probes.js";
 
@@ -23,6 +25,8 @@ interface HttpListenerOptions extends ProbeOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** How long close() lets in-flight requests finish before cutting connections (ms). */
   readonly closeGraceMs?: number | undefined;
+  /** Origins allowed to call the API from a browser (LATCHKEY_CORS_ORIGINS); empty: CORS off. */
+  readonly corsOrigins?: readonly string[] | undefined;
 }
 
 export type HttpServerOptions = HttpListenerOptions & Served;
@@ -50,6 +54,8 @@ function hostAndPort(hostPort: string): { host: string; port: number } {
 /** Routes a request to the probes or to connect-node, and logs one line for it once answered. */
 function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHandler {
   const { log } = opts;
+  const consoleAssets = loadConsoleAssets();
+  const corsOrigins = opts.corsOrigins ?? [];
   return (req, res) => {
     const start = performance.now();
     const url = req.url ?? "/";
@@ -69,7 +75,8 @@ function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHand
       else log.info(line, "http request");
     });
     if (probe && req.method === "GET") serveProbe(path, res, opts);
-    else connect(req, res);
+    else if (isConsolePath(path)) serveConsole(path, req, res, consoleAssets);
+    else if (!applyCors(corsOrigins, req, res)) connect(req, res);
   };
 }
 
