@@ -8,6 +8,7 @@ import { createTokenRepo } from "./store/token-repo.js";
 import { createHealthReporter, type GrpcHealthReporter } from "./transport/grpc/health.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc/server.js";
 import { createHttpServer, type HttpLog } from "./transport/http/server.js";
+import type { ConnectionLimits } from "./transport/limits.js";
 import { createMetrics, type Metrics } from "./transport/metrics.js";
 import { createReadinessMonitor } from "./transport/readiness.js";
 import { adaptLatchkey, type LatchkeyHandlers } from "./transport/rpc-adapter.js";
@@ -24,6 +25,8 @@ export interface InstanceDeps {
   readonly grpcListen: string;
   readonly httpListen: string;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** First-byte, header and idle timeouts and the stream cap of both listeners. */
+  readonly limits?: ConnectionLimits | undefined;
   /** How often readiness (health, /readyz, gauges) is re-checked in the background (ms). */
   readonly readinessIntervalMs?: number | undefined;
   /** Process metrics (CPU, memory, event loop) in /metrics; off in tests. */
@@ -86,12 +89,13 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     registry: metrics.registry,
     intervalMs: deps.readinessIntervalMs,
   });
-  const grpcServer = createGrpcServer({ services, health, log });
+  const grpcServer = createGrpcServer({ services, health, log, limits: deps.limits });
   const http = createHttpServer({
     services,
     log,
     ready: readiness.check,
     metrics: metrics.registry,
+    limits: deps.limits,
     ...(deps.tls === undefined ? {} : { tls: deps.tls }),
   });
   let grpcPort: number;

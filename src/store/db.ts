@@ -61,6 +61,33 @@ export async function ping(sql: Sql, timeoutMs: number): Promise<boolean> {
   }
 }
 
+/**
+ * Start-up's first query, with a deadline: postgres.js keeps queries queued while it retries a
+ * connection that was accepted but never answered (a firewall, a wrong host behind a proxy), so
+ * its connect_timeout alone can hang a start silently. Throws a CONNECT_TIMEOUT error naming
+ * `where` (host:port/db, never the password) when nothing answered within `timeoutMs`.
+ */
+export async function waitReachable(sql: Sql, timeoutMs: number, where: string): Promise<void> {
+  const query = sql`select 1 as ok`;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        Object.assign(
+          new Error(`Postgres at ${where} did not answer within ${timeoutMs / 1_000} s`),
+          { code: "CONNECT_TIMEOUT" },
+        ),
+      );
+    }, timeoutMs);
+  });
+  try {
+    await Promise.race([query, timeout]);
+  } finally {
+    clearTimeout(timer);
+    query.catch(() => {});
+  }
+}
+
 /** postgres.js and socket codes that mean "the server could not be reached or went away". */
 const CONNECTION_CODES = new Set([
   "CONNECT_TIMEOUT",
