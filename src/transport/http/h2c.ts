@@ -17,7 +17,7 @@ export function sniffingServer(
   onSocket: (socket: net.Socket) => void,
   firstByteTimeoutMs = 10_000,
 ): net.Server {
-  return net.createServer((socket) => {
+  const server = net.createServer((socket) => {
     onSocket(socket);
     // A connection that never says which protocol it speaks is cut.
     const silent = (): void => {
@@ -50,4 +50,9 @@ export function sniffingServer(
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
   });
+  // node:http checks headersTimeout/requestTimeout from a timer it starts on "listening" and
+  // stops on close; h1 never listens itself, so it follows the sniffing server.
+  server.on("listening", () => h1.emit("listening"));
+  server.on("close", () => h1.close());
+  return server;
 }
