@@ -6,6 +6,7 @@ import { createServer, Socket } from "node:net";
 import { arch, platform, userInfo } from "node:os";
 import { dirname, join, parse, resolve } from "node:path";
 import postgres from "postgres";
+import { isAlive } from "./data-dir-lock.js";
 
 /** Options for {@link startEmbeddedPostgres}. */
 export interface EmbeddedOptions {
@@ -105,15 +106,6 @@ async function checkReachable(dir: string): Promise<void> {
       );
     }
     if (d === root) return;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

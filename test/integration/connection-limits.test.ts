@@ -1,9 +1,10 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Instance, startInstance } from "../../src/app.js";
+import type { Instance } from "../../src/app.js";
 import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
 import { createVerifier } from "../../src/services/verify/verifier.js";
+import { startTestInstance } from "../helpers/instance.js";
 import { PREFIX } from "../helpers/latchkey-server.js";
 import { createTestDatabase } from "../helpers/postgres.js";
 
@@ -12,7 +13,6 @@ import { createTestDatabase } from "../helpers/postgres.js";
 // for the server to act (the file's timeout bounds it), it never times anything.
 
 const LIMITS = { headerTimeoutMs: 300, idleTimeoutMs: 600, maxConcurrentStreams: 4 };
-const quiet = { error() {}, warn() {}, info() {}, debug() {} };
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let verifier: LatchkeyVerifier;
@@ -21,17 +21,7 @@ let instance: Instance;
 beforeAll(async () => {
   db = await createTestDatabase();
   verifier = createVerifier({ sql: db.sql, tokenPrefix: PREFIX });
-  instance = await startInstance({
-    sql: db.sql,
-    verifier,
-    tokenPrefix: PREFIX,
-    log: quiet,
-    redis: false,
-    grpcListen: "127.0.0.1:0",
-    httpListen: "127.0.0.1:0",
-    defaultMetrics: false,
-    limits: LIMITS,
-  });
+  instance = await startTestInstance(db.sql, verifier, { limits: LIMITS });
 });
 
 afterAll(async () => {

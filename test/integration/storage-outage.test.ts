@@ -3,7 +3,7 @@ import { base64Decode } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthServiceDefinition } from "grpc-health-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Instance, startInstance } from "../../src/app.js";
+import type { Instance } from "../../src/app.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { bootstrapIfEmpty } from "../../src/services/bootstrap.js";
 import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
@@ -11,6 +11,7 @@ import { createVerifier } from "../../src/services/verify/verifier.js";
 import { connect, type Sql } from "../../src/store/db.js";
 import { freePort } from "../../src/store/embedded.js";
 import { adminClient, failure } from "../helpers/admin-client.js";
+import { QUIET_LOG, startTestInstance } from "../helpers/instance.js";
 import { PREFIX } from "../helpers/latchkey-server.js";
 import { createTestDatabase } from "../helpers/postgres.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
@@ -19,8 +20,6 @@ import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
 // latchkey: connections reset, then refused) and Redis going away, seen through the real
 // listeners: admin calls answer UNAVAILABLE / STORAGE_UNAVAILABLE (never INTERNAL), gRPC health
 // and /readyz agree, and Redis down is degraded but ready.
-
-const quiet = { error() {}, warn() {}, info() {}, debug() {} };
 
 async function healthStatus(address: string): Promise<string> {
   const Ctor = grpc.makeGenericClientConstructor(healthServiceDefinition, "Health");
@@ -75,17 +74,7 @@ describe("Postgres unreachable", () => {
     proxied.port = String(proxy.port);
     sql = connect(proxied.toString(), { max: 4, connectTimeoutSeconds: 2 });
     verifier = createVerifier({ sql, tokenPrefix: PREFIX, auditMode: "denials" });
-    instance = await startInstance({
-      sql,
-      verifier,
-      tokenPrefix: PREFIX,
-      log: quiet,
-      redis: false,
-      grpcListen: "127.0.0.1:0",
-      httpListen: "127.0.0.1:0",
-      defaultMetrics: false,
-      readinessIntervalMs: 100,
-    });
+    instance = await startTestInstance(sql, verifier, { readinessIntervalMs: 100 });
     channel = new grpc.Client(`127.0.0.1:${instance.grpcPort}`, grpc.credentials.createInsecure());
   });
 
@@ -156,18 +145,8 @@ describe("Redis unreachable", () => {
     db = await createTestDatabase();
     // Nothing listens there: Redis is configured and down.
     const redisUrl = `redis://127.0.0.1:${await freePort()}`;
-    verifier = createVerifier({ sql: db.sql, tokenPrefix: PREFIX, redisUrl, log: quiet });
-    instance = await startInstance({
-      sql: db.sql,
-      verifier,
-      tokenPrefix: PREFIX,
-      log: quiet,
-      redis: true,
-      grpcListen: "127.0.0.1:0",
-      httpListen: "127.0.0.1:0",
-      defaultMetrics: false,
-      readinessIntervalMs: 100,
-    });
+    verifier = createVerifier({ sql: db.sql, tokenPrefix: PREFIX, redisUrl, log: QUIET_LOG });
+    instance = await startTestInstance(db.sql, verifier, { redis: true, readinessIntervalMs: 100 });
   });
 
   afterAll(async () => {
