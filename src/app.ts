@@ -3,14 +3,14 @@ import { createAuthenticator } from "./services/auth.js";
 import { createVerifyService } from "./services/verify/service.js";
 import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { createAuditRepo } from "./store/audit-repo.js";
-import { ping, type Sql, serverKey } from "./store/db.js";
-import { MIGRATIONS_DIR, pendingMigrations } from "./store/migrate.js";
+import { type Sql, serverKey } from "./store/db.js";
 import { createTokenRepo } from "./store/token-repo.js";
 import { createHealthReporter, type GrpcHealthReporter } from "./transport/grpc/health.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc/server.js";
-import type { Readiness } from "./transport/http/probes.js";
 import { createHttpServer, type HttpLog } from "./transport/http/server.js";
+import type { ConnectionLimits } from "./transport/limits.js";
 import { createMetrics, type Metrics } from "./transport/metrics.js";
+import { createReadinessMonitor } from "./transport/readiness.js";
 import { adaptLatchkey, type LatchkeyHandlers } from "./transport/rpc-adapter.js";
 
 /** What one latchkey instance is started from: storage and the verifier, owned by the caller. */
@@ -25,6 +25,10 @@ export interface InstanceDeps {
   readonly grpcListen: string;
   readonly httpListen: string;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** First-byte, header and idle timeouts and the stream cap of both listeners. */
+  readonly limits?: ConnectionLimits | undefined;
+  /** How often readiness (health, /readyz, gauges) is re-checked in the background (ms). */
+  readonly readinessIntervalMs?: number | undefined;
   /** Process metrics (CPU, memory, event loop) in /metrics; off in tests. */
   readonly defaultMetrics?: boolean;
   /** Origins allowed to call the API from a browser (LATCHKEY_CORS_ORIGINS); empty: CORS off. */
@@ -61,22 +65,6 @@ async function createServices(deps: InstanceDeps): Promise<LatchkeyHandlers> {
   };
 }
 
-/** /readyz: Postgres reachable, migrations applied, Redis reachable where configured. */
-function readiness(deps: InstanceDeps): () => Promise<Readiness> {
-  const { sql, verifier } = deps;
-  return async () => {
-    const checks: Record<string, string> = {};
-    const pgUp = await ping(sql, 1_000);
-    checks.postgres = pgUp ? "ok" : "unreachable";
-    if (pgUp) {
-      const pending = await pendingMigrations(sql, MIGRATIONS_DIR).catch(() => ["?"]);
-      checks.migrations = pending.length === 0 ? "ok" : `pending: ${pending.join(", ")}`;
-    }
-    if (deps.redis) checks.redis = (await verifier.redisHealthy()) ? "ok" : "unreachable";
-    return { ok: Object.values(checks).every((c) => c === "ok"), checks };
-  };
-}
-
 /**
  * Starts one instance from its dependencies: services, metrics and health, adapted once by the
  * RPC adapter and served on the gRPC listener (grpc-js: reflection, health) and the HTTP
@@ -95,12 +83,21 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     authenticate: createAuthenticator(verifier),
   });
   const health = createHealthReporter();
-  const grpcServer = createGrpcServer({ services, health, log });
+  const readiness = createReadinessMonitor({
+    sql: deps.sql,
+    redisHealthy: () => verifier.redisHealthy(),
+    redis: deps.redis,
+    health,
+    registry: metrics.registry,
+    intervalMs: deps.readinessIntervalMs,
+  });
+  const grpcServer = createGrpcServer({ services, health, log, limits: deps.limits });
   const http = createHttpServer({
     services,
     log,
-    ready: readiness(deps),
+    ready: readiness.check,
     metrics: metrics.registry,
+    limits: deps.limits,
     ...(deps.tls === undefined ? {} : { tls: deps.tls }),
     corsOrigins: deps.corsOrigins,
   });
@@ -108,6 +105,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
   try {
     grpcPort = await listenGrpc(grpcServer, deps.grpcListen, deps.tls);
   } catch (err) {
+    readiness.stop();
     grpcServer.forceShutdown();
     throw err;
   }
@@ -115,6 +113,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
   try {
     httpPort = await http.listen(deps.httpListen);
   } catch (err) {
+    readiness.stop();
     await closeGrpc(grpcServer, 0);
     throw err;
   }
@@ -124,6 +123,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     metrics,
     health,
     close: async () => {
+      readiness.stop();
       health.setServing(false);
       await Promise.all([closeGrpc(grpcServer, 2_000), http.close()]);
     },

@@ -36,6 +36,16 @@ export interface Config {
   // --- web console (issue 12) ---
   /** Origins allowed to call the API from a browser (CORS); empty: CORS off. */
   readonly corsOrigins: readonly string[];
+
+  // --- operations (#8, #13): connect timeout and connection limits ---
+  /** How long opening a Postgres connection may take (ms). */
+  readonly databaseConnectTimeoutMs: number;
+  /** First bytes / TLS handshake / HTTP/1.1 headers of a new connection (ms). */
+  readonly headerTimeoutMs: number;
+  /** An HTTP/2 or gRPC connection without an open stream is closed after this (ms). */
+  readonly idleTimeoutMs: number;
+  /** Concurrent streams per HTTP/2 or gRPC connection. */
+  readonly maxConcurrentStreams: number;
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -164,6 +174,28 @@ export function loadConfig(env: Env = process.env): Config {
     if (cert !== undefined && key !== undefined) tls = { cert, key };
   }
 
+  // --- operations (#8, #13): durations are `500ms`, `10s`, `5m`, `1h`, or bare seconds.
+  const duration = (name: string, fallbackMs: number, minMs: number, maxMs: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallbackMs;
+    const m = /^(\d+)(ms|s|m|h)?$/.exec(raw);
+    const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m?.[2] ?? "s"] ?? 1_000;
+    const ms = m === null ? Number.NaN : Number(m[1]) * unit;
+    if (!Number.isSafeInteger(ms) || ms < minMs || ms > maxMs) {
+      problems.push(
+        `${name}=${raw}: expected a duration from ${minMs} ms to ${maxMs / 1_000} s, e.g. 10s, 500ms, 5m`,
+      );
+      return fallbackMs;
+    }
+    return ms;
+  };
+  const ops = {
+    databaseConnectTimeoutMs: duration("LATCHKEY_DATABASE_CONNECT_TIMEOUT", 10_000, 1_000, 300_000),
+    headerTimeoutMs: duration("LATCHKEY_HEADER_TIMEOUT", 10_000, 100, 300_000),
+    idleTimeoutMs: duration("LATCHKEY_IDLE_TIMEOUT", 300_000, 100, 86_400_000),
+    maxConcurrentStreams: int("LATCHKEY_MAX_CONCURRENT_STREAMS", 1_000, 1, 100_000),
+  };
+
   const config: Config = {
     grpcListen,
     httpListen,
@@ -180,6 +212,8 @@ export function loadConfig(env: Env = process.env): Config {
     workers: int("LATCHKEY_WORKERS", 1, 1, 64),
     databasePoolSize: int("LATCHKEY_DATABASE_POOL_SIZE", 10, 1, 200),
     corsOrigins: corsOrigins(str("LATCHKEY_CORS_ORIGINS"), problems),
+
+    ...ops,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -66,6 +66,21 @@ export function unavailable(what: string, cause?: unknown): LatchkeyError {
   });
 }
 
+/** ErrorInfo reason of a request that could not be decoded (not protobuf/JSON, invalid UTF-8). */
+export const MALFORMED_REQUEST = "MALFORMED_REQUEST";
+
+/**
+ * A request whose bytes could not be decoded. It is the client's fault, so INVALID_ARGUMENT on
+ * both listeners (Connect's convention too), never INTERNAL; the decoder's words stay in the log.
+ */
+export function malformedRequest(): LatchkeyError {
+  return new LatchkeyError(
+    Code.InvalidArgument,
+    MALFORMED_REQUEST,
+    "the request could not be decoded (not valid protobuf or JSON for this method, or a string that is not valid UTF-8)",
+  );
+}
+
 /**
  * A refusal with its own reason and machine-readable metadata (scope, escalation, a token
  * state that forbids the change): the short form services use instead of the constructor.

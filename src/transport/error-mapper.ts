@@ -8,7 +8,7 @@ import {
 import { AnySchema, anyPack, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { ERROR_DOMAIN, LatchkeyError } from "../errors.js";
+import { ERROR_DOMAIN, LatchkeyError, unavailable } from "../errors.js";
 import {
   type BadRequest,
   BadRequestSchema,
@@ -16,6 +16,7 @@ import {
   ErrorInfoSchema,
 } from "../gen/google/rpc/error_details_pb.js";
 import { type Status, StatusSchema } from "../gen/google/rpc/status_pb.js";
+import { isConnectionError } from "../store/db.js";
 
 /** The trailer grpc-js clients (and grpcurl, buf curl) read rich error details from. */
 export const GRPC_STATUS_DETAILS_KEY = "grpc-status-details-bin";
@@ -53,6 +54,12 @@ function isServerFault(code: Code): boolean {
  * secret, so it leaves as a bare INTERNAL and goes to the log only.
  */
 function mapError(err: unknown, log: ErrorLog, method: string | undefined): Mapped {
+  if (isConnectionError(err) && !(err instanceof LatchkeyError && err.code !== Code.Internal)) {
+    // Storage is unreachable: UNAVAILABLE so clients retry; one short line, no driver text.
+    const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
+    log.warn({ method, code }, "rpc failed: storage unavailable");
+    return mapError(unavailable("storage"), log, method);
+  }
   if (err instanceof LatchkeyError) {
     if (err.cause !== undefined) {
       const line = { err: err.cause, method, code: Code[err.code], reason: err.reason };

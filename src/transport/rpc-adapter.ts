@@ -7,15 +7,20 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { malformedRequest } from "../errors.js";
 import { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { TokenVerifyService } from "../gen/latchkey/v1/token_verify_service_pb.js";
 import type { Authenticator } from "../services/auth.js";
 import type { CallContext, ServiceHandlers } from "../services/context.js";
 import { type ErrorLog, toConnectError } from "./error-mapper.js";
+import { MalformedRequest } from "./malformed.js";
 import type { MethodRecorder, RpcMetrics } from "./metrics.js";
 
 /** A decoded request or an encoded-to-be response: some protobuf-es message. */
 export type Message = MessageShape<DescMessage>;
+
+/** What a listener hands the adapter: the decoded message, or the marker of undecodable bytes. */
+export type IncomingRequest = Message | MalformedRequest;
 
 interface AdaptedMethod {
   readonly desc: DescMethod;
@@ -31,7 +36,7 @@ export interface UnaryRpc extends AdaptedMethod {
    * one error mapper (logged where it is a fault, and counted), for the listener to send.
    * A callback rather than a promise: the gRPC hot path then pays one promise hop per call.
    */
-  call(request: Message, context: CallContext, reply: UnaryReply): void;
+  call(request: IncomingRequest, context: CallContext, reply: UnaryReply): void;
 }
 
 /** Receives a unary call's outcome: exactly one of a mapped error or the response. */
@@ -41,7 +46,7 @@ export type UnaryReply = (error: ConnectError | null, response: Message | undefi
 export interface ServerStreamingRpc extends AdaptedMethod {
   readonly kind: "server_streaming";
   /** Yields response messages; throws only a mapped ConnectError (CANCELLED if the client left). */
-  stream(request: Message, context: CallContext): AsyncGenerator<Message, void, undefined>;
+  stream(request: IncomingRequest, context: CallContext): AsyncGenerator<Message, void, undefined>;
   /** Maps a failure of the listener's own sending (not the handler's) through the same mapper. */
   fail(err: unknown): ConnectError;
 }
@@ -99,6 +104,10 @@ function adaptUnary(
     fullName,
     call(request, context, reply) {
       const start = performance.now();
+      if (request instanceof MalformedRequest) {
+        reply(fail(malformedRequest(), start), undefined);
+        return;
+      }
       let pending: Promise<unknown>;
       try {
         pending = run(request, context);
@@ -142,6 +151,7 @@ function adaptServerStreaming(
       // Stays CANCELLED when the listener abandons the stream because the client went away.
       let code: number = Code.Canceled;
       try {
+        if (request instanceof MalformedRequest) throw malformedRequest();
         if (authenticate !== undefined) {
           context.caller = await authenticate(desc.localName, context);
         }

@@ -1,5 +1,8 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer as createNetServer } from "node:net";
+import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
@@ -63,6 +66,14 @@ afterAll(() => {
   }
 });
 
+/** Runs a process to its exit (or fails the test after `ms`), with everything it printed. */
+async function exitOf(proc: { exited: Promise<Exit>; output(): string }, ms = 20_000) {
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`still running:\n${proc.output()}`)), ms).unref(),
+  );
+  return Promise.race([proc.exited, timeout]);
+}
+
 /** The parent's environment without anything latchkey reads, plus `env`. */
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
@@ -74,12 +85,19 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...out, ...env };
 }
 
-/** Spawns `node dist/src/main.js`; resolves at once, without waiting for the listeners. */
-function spawnServer(env: Record<string, string>): Omit<ServerProcess, "grpcAddr" | "httpAddr"> {
+/**
+ * Spawns `node dist/src/main.js`; resolves at once, without waiting for the listeners.
+ * `detached`: in its own process group, as a terminal's foreground job is (Ctrl-C signals it).
+ */
+function spawnServer(
+  env: Record<string, string>,
+  detached = false,
+): Omit<ServerProcess, "grpcAddr" | "httpAddr"> {
   const child = spawn(process.execPath, [MAIN], {
     cwd: ROOT,
     env: childEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
+    detached,
   });
   children.add(child);
   let all = "";
@@ -109,14 +127,17 @@ function spawnServer(env: Record<string, string>): Omit<ServerProcess, "grpcAddr
 }
 
 /** Starts latchkey on two free ports and waits for its "listening" line. */
-async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+async function startServer(env: Record<string, string>, detached = false): Promise<ServerProcess> {
   const grpcAddr = `127.0.0.1:${await freePort()}`;
   const httpAddr = `127.0.0.1:${await freePort()}`;
-  const proc = spawnServer({
-    LATCHKEY_GRPC_LISTEN: grpcAddr,
-    LATCHKEY_HTTP_LISTEN: httpAddr,
-    ...env,
-  });
+  const proc = spawnServer(
+    {
+      LATCHKEY_GRPC_LISTEN: grpcAddr,
+      LATCHKEY_HTTP_LISTEN: httpAddr,
+      ...env,
+    },
+    detached,
+  );
   const deadline = Date.now() + 20_000;
   let exit: Exit | undefined;
   void proc.exited.then((e) => {
@@ -575,5 +596,128 @@ describe.skipIf(!hasJq)("the README's lifecycle section pasted in order", () => 
     // The last step: the platform caller created acme's first admin token and lists it.
     expect(res.stdout).toContain('"name": "acme admin"');
     expect(tokensIn(ctx.server.output())).toEqual([bootstrap]);
+  }, 60_000);
+});
+
+/** A fresh LATCHKEY_DATA_DIR for the embedded Postgres (removed after the file). */
+async function freshDataDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "latchkey-ops-"));
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+describe("two starts on one data directory (embedded Postgres)", () => {
+  let dataDir: string;
+  let first: ServerProcess;
+
+  beforeAll(async () => {
+    dataDir = await freshDataDir();
+    // detached: its own process group, like a terminal's foreground job.
+    first = await startServer({ LATCHKEY_DATA_DIR: dataDir }, true);
+  }, 60_000);
+  afterAll(async () => {
+    first?.child.kill("SIGKILL");
+    await first?.exited;
+  });
+
+  it("the second exits non-zero naming the first's pid; the first keeps serving", async () => {
+    const second = spawnServer({
+      LATCHKEY_DATA_DIR: dataDir,
+      LATCHKEY_GRPC_LISTEN: `127.0.0.1:${await freePort()}`,
+      LATCHKEY_HTTP_LISTEN: `127.0.0.1:${await freePort()}`,
+    });
+    const exit = await exitOf(second);
+    expect(exit.code, second.output()).toBe(1);
+    const lines = second.stderr().trim().split("\n");
+    expect(lines.at(-1)).toBe(
+      `latchkey: cannot start: ${dataDir} is in use by latchkey pid ${first.child.pid}; stop that one first, or set LATCHKEY_DATA_DIR to another directory`,
+    );
+    expect(second.output()).not.toContain("embedded postgres");
+
+    expect(await waitForStatus(`http://${first.httpAddr}/readyz`, 200)).toMatchObject({
+      ok: true,
+    });
+    const channel = channelTo(first);
+    try {
+      const listed = await adminClient(channel, bootstrapTokenOf(first)).listTokens({});
+      expect(listed.tokens).toHaveLength(1);
+    } finally {
+      channel.close();
+    }
+  });
+
+  it("SIGINT to the process group right after verifications loses no usage count or audit row", async () => {
+    const bootstrap = bootstrapTokenOf(first);
+    let channel = channelTo(first);
+    let id: string;
+    try {
+      const created = await adminClient(channel, bootstrap).createToken({
+        name: "ctrl-c",
+        type: TokenType.CICD,
+        permissions: ["deploy:read"],
+      });
+      id = created.token?.id ?? "";
+      const verify = verifyClient(channel);
+      for (let i = 0; i < 5; i++) {
+        expect((await verify.verifyToken({ token: created.secret })).code).toBe(VerifyCode.VALID);
+      }
+    } finally {
+      channel.close();
+    }
+    // What a terminal's Ctrl-C does: SIGINT to every process of the foreground group.
+    const pid = first.child.pid ?? 0;
+    process.kill(-pid, "SIGINT");
+    expect(await exitOf(first), first.output()).toMatchObject({ code: 0, signal: null });
+    expect(first.output()).not.toMatch(/write failed|flush failed|shutting down/);
+
+    const again = await startServer({ LATCHKEY_DATA_DIR: dataDir });
+    channel = channelTo(again);
+    try {
+      const admin = adminClient(channel, bootstrap);
+      expect((await admin.getToken({ id })).token?.useCount).toBe(5n);
+      const audit = await admin.listAuditEvents({ tokenId: id, action: "token.verify" });
+      expect(audit.events).toHaveLength(5);
+    } finally {
+      channel.close();
+      again.child.kill("SIGKILL");
+      await again.exited;
+    }
+  }, 60_000);
+});
+
+describe("a taken gRPC port on a fresh data directory", () => {
+  it("fails with one clean line and creates no token", async () => {
+    const dataDir = await freshDataDir();
+    const holder = createNetServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const address = holder.address();
+    const taken = `127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+    try {
+      const proc = spawnServer({
+        LATCHKEY_DATA_DIR: dataDir,
+        LATCHKEY_GRPC_LISTEN: taken,
+        LATCHKEY_HTTP_LISTEN: `127.0.0.1:${await freePort()}`,
+      });
+      const exit = await exitOf(proc, 40_000);
+      expect(exit.code, proc.output()).toBe(1);
+      expect(tokensIn(proc.output())).toEqual([]);
+      expect(proc.output()).not.toContain("bootstrap token");
+      expect(proc.stderr().trim().split("\n").at(-1)).toBe(
+        `latchkey: cannot start: gRPC listen address ${taken} is already in use by another process; set LATCHKEY_GRPC_LISTEN / LATCHKEY_HTTP_LISTEN to free ports`,
+      );
+      expect(proc.output()).not.toContain("No address added");
+    } finally {
+      holder.close();
+    }
+    // The database stayed empty: the next start (port free) is the one that bootstraps.
+    const next = await startServer({ LATCHKEY_DATA_DIR: dataDir });
+    try {
+      expect(tokensIn(next.output())).toHaveLength(1);
+    } finally {
+      next.child.kill("SIGKILL");
+      await next.exited;
+    }
   }, 60_000);
 });

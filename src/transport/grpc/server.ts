@@ -2,6 +2,7 @@ import type { DescFile } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import type { ErrorLog } from "../error-mapper.js";
+import { type ConnectionLimits, DEFAULT_LIMITS } from "../limits.js";
 import type { RpcMetrics } from "../metrics.js";
 import { type Served, servedServices } from "../rpc-adapter.js";
 import type { GrpcHealthReporter } from "./health.js";
@@ -25,6 +26,8 @@ interface GrpcListenerOptions {
   /** Records the calls of handler sets this listener adapts itself (see {@link Served}). */
   readonly metrics?: RpcMetrics | undefined;
   readonly extraServices?: readonly ExtraGrpcService[] | undefined;
+  /** Idle and stream limits (default {@link DEFAULT_LIMITS}). */
+  readonly limits?: ConnectionLimits | undefined;
   /** Overrides of the channel options below (tests, tuning). */
   readonly channelOptions?: grpc.ServerOptions | undefined;
 }
@@ -40,7 +43,11 @@ const MAX_RECEIVE_BYTES = 4 * 1024 * 1024;
  * health. Not yet bound: call {@link listenGrpc}.
  */
 export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
+  const limits = opts.limits ?? DEFAULT_LIMITS;
   const server = new grpc.Server({
+    // A connection with no call for this long gets GOAWAY (also one that never sent a byte).
+    "grpc.max_connection_idle_ms": limits.idleTimeoutMs,
+    "grpc.max_concurrent_streams": limits.maxConcurrentStreams,
     // Ping idle connections each minute so dead gateways are noticed and NATs keep the flow.
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
@@ -83,8 +90,41 @@ export function listenGrpc(
         );
   return new Promise((resolve, reject) => {
     server.bindAsync(hostPort, credentials, (err, port) =>
-      err === null ? resolve(port) : reject(err),
+      err === null ? resolve(port) : reject(bindError(hostPort, err)),
     );
+  });
+}
+
+/**
+ * grpc-js reports a failed bind as "No address added out of total 1 resolved errors: [listen
+ * EADDRINUSE: …]"; the operator gets one plain sentence with the errno as `code` instead.
+ */
+function bindError(hostPort: string, err: Error): Error {
+  const errno = /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/.exec(err.message)?.[1];
+  const why =
+    errno === "EADDRINUSE"
+      ? "is already in use by another process"
+      : errno === "EACCES"
+        ? "may not be bound by this user"
+        : errno === "EADDRNOTAVAIL"
+          ? "is not an address of this machine"
+          : "cannot be bound";
+  return Object.assign(new Error(`gRPC listen address ${hostPort} ${why}`, { cause: err }), {
+    code: errno ?? "EBIND",
+  });
+}
+
+/**
+ * Sends grpc-js's own log lines (it prints e.g. "E No address added out of total 1 resolved" to
+ * stderr by itself) to `log` at debug level, so the operator sees latchkey's lines only.
+ */
+export function routeGrpcLogs(log: {
+  debug(obj: Record<string, unknown>, msg: string): void;
+}): void {
+  grpc.setLogger({
+    error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(" ") }, "grpc-js"),
+    info: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(" ") }, "grpc-js"),
+    debug: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(" ") }, "grpc-js"),
   });
 }
 

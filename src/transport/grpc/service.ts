@@ -3,10 +3,12 @@ import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbui
 import type * as grpc from "@grpc/grpc-js";
 import type { CallContext, Caller, ServiceHandlers } from "../../services/context.js";
 import { type ErrorLog, toGrpcError } from "../error-mapper.js";
+import { MALFORMED, MalformedRequest } from "../malformed.js";
 import type { RpcMetrics } from "../metrics.js";
 import { peerIp } from "../peer.js";
 import {
   adaptService,
+  type IncomingRequest,
   type Message,
   type RpcService,
   type ServerStreamingRpc,
@@ -72,7 +74,7 @@ const encodedOnce = new WeakMap<object, Buffer>();
 function methodDefinition(
   service: DescService,
   method: DescMethod,
-): grpc.MethodDefinition<Message, Message> {
+): grpc.MethodDefinition<IncomingRequest, Message> {
   const input = method.input;
   const output = method.output;
   return {
@@ -81,8 +83,20 @@ function methodDefinition(
       method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
     responseStream:
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
-    requestSerialize: (value) => bytesToBuffer(toBinary(input, value)),
-    requestDeserialize: (bytes) => fromBinary(input, bytes),
+    requestSerialize: (value) => {
+      if (value instanceof MalformedRequest) throw new TypeError("cannot send a malformed request");
+      return bytesToBuffer(toBinary(input, value));
+    },
+    // Never throws into grpc-js (which would answer INTERNAL "Error deserializing request"):
+    // bytes that are not this message (bad wire format, invalid UTF-8 in a string) become the
+    // marker, and the adapter answers INVALID_ARGUMENT / MALFORMED_REQUEST and counts the call.
+    requestDeserialize: (bytes) => {
+      try {
+        return fromBinary(input, bytes);
+      } catch {
+        return MALFORMED;
+      }
+    },
     responseSerialize: (value) => {
       // A frozen response is immutable and shared (e.g. VerifyToken's per-token answers):
       // encode it once. grpc-js copies the bytes into its own frame, so sharing them is safe.
@@ -99,7 +113,7 @@ function methodDefinition(
   };
 }
 
-function unaryImplementation(rpc: UnaryRpc): grpc.handleUnaryCall<Message, Message> {
+function unaryImplementation(rpc: UnaryRpc): grpc.handleUnaryCall<IncomingRequest, Message> {
   return (call, callback) => {
     rpc.call(call.request, new GrpcCallContext(call, rpc.fullName), (error, response) => {
       if (error !== null) callback(toGrpcError(error));
@@ -110,7 +124,7 @@ function unaryImplementation(rpc: UnaryRpc): grpc.handleUnaryCall<Message, Messa
 
 function streamingImplementation(
   rpc: ServerStreamingRpc,
-): grpc.handleServerStreamingCall<Message, Message> {
+): grpc.handleServerStreamingCall<IncomingRequest, Message> {
   return (call) => {
     const context = new GrpcCallContext(call, rpc.fullName);
     const run = async (): Promise<void> => {
@@ -133,7 +147,7 @@ function streamingImplementation(
  * the contract; such a method stays unregistered and grpc-js answers UNIMPLEMENTED.
  */
 export function bindGrpcService(service: RpcService): GrpcService {
-  const definition: Record<string, grpc.MethodDefinition<Message, Message>> = {};
+  const definition: Record<string, grpc.MethodDefinition<IncomingRequest, Message>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const rpc of service.methods) {
     definition[rpc.desc.name] = methodDefinition(service.desc, rpc.desc);

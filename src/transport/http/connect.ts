@@ -10,8 +10,13 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { CallContext, Caller } from "../../services/context.js";
+import { MALFORMED } from "../malformed.js";
 import { socketIp } from "../peer.js";
 import type { Message, RpcMethod, RpcService } from "../rpc-adapter.js";
+import { checkingDecode, kMalformed } from "./decode-check.js";
+
+/** 4 MiB, like the gRPC listener: far above any latchkey request. */
+const READ_MAX_BYTES = 4 * 1024 * 1024;
 
 const kPeer = createContextKey<string>("", { description: "latchkey peer address" });
 
@@ -41,11 +46,15 @@ class ConnectCallContext implements CallContext {
 function connectMethod(rpc: RpcMethod): unknown {
   if (rpc.kind === "server_streaming") {
     return (request: Message, ctx: HandlerContext) =>
-      rpc.stream(request, new ConnectCallContext(ctx, rpc.fullName));
+      rpc.stream(
+        ctx.values.get(kMalformed) ? MALFORMED : request,
+        new ConnectCallContext(ctx, rpc.fullName),
+      );
   }
   return (request: Message, ctx: HandlerContext) => {
+    const incoming = ctx.values.get(kMalformed) ? MALFORMED : request;
     return new Promise<Message>((resolve, reject) => {
-      rpc.call(request, new ConnectCallContext(ctx, rpc.fullName), (error, response) => {
+      rpc.call(incoming, new ConnectCallContext(ctx, rpc.fullName), (error, response) => {
         if (error !== null || response === undefined) reject(error);
         else resolve(response);
       });
@@ -74,8 +83,12 @@ export function connectHandler(services: readonly RpcService[]): NodeHandler {
   return connectNodeAdapter({
     routes(router: ConnectRouter) {
       for (const service of services) router.service(service.desc, connectService(service));
+      // Undecodable bodies reach the adapter as MALFORMED_REQUEST (see decode-check.ts).
+      router.handlers.forEach((h, i) => {
+        router.handlers[i] = checkingDecode(h, READ_MAX_BYTES);
+      });
     },
-    readMaxBytes: 4 * 1024 * 1024,
+    readMaxBytes: READ_MAX_BYTES,
     contextValues: (req) => createContextValues().set(kPeer, req.socket.remoteAddress ?? ""),
   });
 }

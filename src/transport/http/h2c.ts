@@ -9,14 +9,21 @@ const H2_PREFACE_START = Buffer.from("PRI");
  * One plaintext port for HTTP/1.1 and h2c (HTTP/2 with prior knowledge, what gRPC and Connect
  * clients send without TLS): the first bytes of each connection decide which server gets it.
  * `onSocket` sees every accepted socket (close() tracks them to cut them at the deadline).
+ * A socket that sends nothing within `firstByteTimeoutMs` is destroyed.
  */
 export function sniffingServer(
   h1: http.Server,
   h2: http2.Http2Server,
   onSocket: (socket: net.Socket) => void,
+  firstByteTimeoutMs = 10_000,
 ): net.Server {
-  return net.createServer((socket) => {
+  const server = net.createServer((socket) => {
     onSocket(socket);
+    // A connection that never says which protocol it speaks is cut.
+    const silent = (): void => {
+      socket.destroy();
+    };
+    socket.setTimeout(firstByteTimeoutMs, silent);
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -25,6 +32,8 @@ export function sniffingServer(
       // A first segment shorter than "PRI" that could still be the preface: wait for more.
       if (maybeH2 && head.length < H2_PREFACE_START.length) return;
       socket.off("data", onData);
+      socket.setTimeout(0);
+      socket.off("timeout", silent);
       socket.pause();
       socket.unshift(head);
       if (maybeH2) {
@@ -41,4 +50,9 @@ export function sniffingServer(
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
   });
+  // node:http checks headersTimeout/requestTimeout from a timer it starts on "listening" and
+  // stops on close; h1 never listens itself, so it follows the sniffing server.
+  server.on("listening", () => h1.emit("listening"));
+  server.on("close", () => h1.close());
+  return server;
 }

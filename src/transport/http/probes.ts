@@ -6,6 +6,8 @@ import type { ErrorLog } from "../error-mapper.js";
 /** What /readyz reports: `ok` decides 200 or 503, `checks` names each dependency's state. */
 export interface Readiness {
   readonly ok: boolean;
+  /** `ready`, `degraded` (ready, an optional dependency such as Redis is down) or `not_ready`. */
+  readonly status?: string;
   readonly checks: Record<string, string>;
 }
 

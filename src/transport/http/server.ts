@@ -3,6 +3,7 @@ import * as http2 from "node:http2";
 import type * as net from "node:net";
 import type * as tls from "node:tls";
 import type { ErrorLog } from "../error-mapper.js";
+import { type ConnectionLimits, DEFAULT_LIMITS } from "../limits.js";
 import type { RpcMetrics } from "../metrics.js";
 import { type Served, servedServices } from "../rpc-adapter.js";
 import { connectHandler, type NodeHandler } from "./connect.js";
@@ -23,6 +24,8 @@ interface HttpListenerOptions extends ProbeOptions {
   readonly rpcMetrics?: RpcMetrics | undefined;
   /** With TLS, HTTP/1.1 and HTTP/2 are negotiated by ALPN on one port. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** First-byte, header and idle timeouts and the stream cap (default {@link DEFAULT_LIMITS}). */
+  readonly limits?: ConnectionLimits | undefined;
   /** How long close() lets in-flight requests finish before cutting connections (ms). */
   readonly closeGraceMs?: number | undefined;
   /** Origins allowed to call the API from a browser (LATCHKEY_CORS_ORIGINS); empty: CORS off. */
@@ -49,6 +52,31 @@ function hostAndPort(hostPort: string): { host: string; port: number } {
     throw new Error(`listen address ${hostPort} has a bad port`);
   }
   return { host, port };
+}
+
+/**
+ * GOAWAY for an HTTP/2 connection that has had no open stream for `idleMs` (what grpc-js does
+ * with `grpc.max_connection_idle_ms`); a connection with a stream open (a long watch) stays.
+ */
+function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    timer = setTimeout(() => {
+      if (open === 0 && !session.closed && !session.destroyed) session.close();
+    }, idleMs);
+    timer.unref();
+  };
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    stream.once("close", () => {
+      open--;
+      if (open === 0) arm();
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
+  arm();
 }
 
 /** Routes a request to the probes or to connect-node, and logs one line for it once answered. */
@@ -96,22 +124,40 @@ export function createHttpServer(opts: HttpServerOptions): HttpListener {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   };
+  const limits = opts.limits ?? DEFAULT_LIMITS;
   const sessions = new Set<http2.Http2Session>();
   const trackSession = (session: http2.Http2Session): void => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    closeWhenIdle(session, limits.idleTimeoutMs);
   };
+  const settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
 
   let server: net.Server | tls.Server;
   let h1: http.Server | undefined;
   if (opts.tls === undefined) {
-    h1 = http.createServer(handle);
-    const h2 = http2.createServer(handle);
+    h1 = http.createServer(
+      {
+        // Headers within the limit (checked this often); an idle keep-alive connection closes
+        // after Node's keepAliveTimeout (5 s).
+        headersTimeout: limits.headerTimeoutMs,
+        requestTimeout: Math.max(limits.headerTimeoutMs, 300_000),
+        connectionsCheckingInterval: Math.min(1_000, limits.headerTimeoutMs),
+      },
+      handle,
+    );
+    const h2 = http2.createServer({ settings }, handle);
     h2.on("session", trackSession);
-    server = sniffingServer(h1, h2, trackSocket);
+    server = sniffingServer(h1, h2, trackSocket, limits.headerTimeoutMs);
   } else {
     const secure = http2.createSecureServer(
-      { cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: true },
+      {
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+        allowHTTP1: true,
+        settings,
+        handshakeTimeout: limits.headerTimeoutMs,
+      },
       handle,
     );
     secure.on("session", trackSession);
