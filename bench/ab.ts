@@ -5,12 +5,10 @@
  * AB_AUDIT (all | none, default all), BENCH_SECONDS, BENCH_ROUNDS; needs DATABASE_URL.
  */
 import postgres from "postgres";
-import { TokenType } from "../src/gen/latchkey/v1/token_pb.js";
-import { MIGRATIONS_DIR, migrate } from "../src/store/migrate.js";
-import { seedToken } from "../test/helpers/seed.js";
 import { ROUNDS, say } from "./lib/env.js";
 import { boundNote, type PhaseResult } from "./lib/phase.js";
 import { f1, Report } from "./lib/report.js";
+import { benchSeeder } from "./lib/seed.js";
 import { startServer } from "./lib/server.js";
 import { spread } from "./lib/stats.js";
 import { healthPhase, verifyPhase } from "./phases.js";
@@ -21,16 +19,7 @@ const base = process.env.AB_BASE ?? "";
 if (url === "" || base === "") throw new Error("DATABASE_URL and AB_BASE are required");
 const audit = process.env.AB_AUDIT ?? "all";
 const sql = postgres(url, { max: 2, onnotice: () => {} });
-await migrate(sql, MIGRATIONS_DIR, () => {});
-const seed = (permissions: string[]) =>
-  seedToken(sql, "lk", {
-    name: "bench",
-    type: TokenType.PERSONAL,
-    orgId: "bench",
-    permissions,
-    createdBy: "bench",
-    expireTime: null,
-  });
+const seed = await benchSeeder(sql);
 const tokens = { verify: await seed(["deploy:*"]), admin: await seed(["tokens:read"]) };
 await sql.end({ timeout: 2 });
 const redis = process.env.REDIS_URL ?? "";

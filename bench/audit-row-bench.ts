@@ -7,8 +7,9 @@
  */
 import { Writable } from "node:stream";
 import { newAuditId } from "../src/domain/ids.js";
-import { AuditWriter, type VerifyAuditRow } from "../src/store/audit-writer.js";
+import { AuditWriter } from "../src/store/audit-writer.js";
 import type { Sql } from "../src/store/db.js";
+import { SAMPLE_ROW } from "./lib/audit-sample.js";
 import { spread } from "./lib/stats.js";
 
 const N = 200_000;
@@ -23,19 +24,7 @@ const fakeSql = {
   reserve: async () => Object.assign(() => ({ writable: async () => sink() }), { release() {} }),
 } as unknown as Sql;
 
-const base: VerifyAuditRow = {
-  timeMs: 0,
-  orgId: "bench",
-  actorId: "tok_01J0000000000000000000000",
-  action: "token.verify",
-  tokenId: "tok_01J0000000000000000000000",
-  decision: 1,
-  code: "VALID",
-  clientIp: "10.1.2.3",
-  method: "POST",
-  path: "/v1/deploy",
-  requestId: "bench",
-};
+const base = SAMPLE_ROW;
 
 async function current(): Promise<number> {
   const w = new AuditWriter({

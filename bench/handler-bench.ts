@@ -12,9 +12,7 @@ import { getHeapSpaceStatistics } from "node:v8";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
-import { TokenType } from "../src/gen/latchkey/v1/token_pb.js";
-import { MIGRATIONS_DIR, migrate } from "../src/store/migrate.js";
-import { seedToken } from "../test/helpers/seed.js";
+import { benchSeeder } from "./lib/seed.js";
 import { spread } from "./lib/stats.js";
 
 type VerifierModule = typeof import("../src/services/verify/verifier.js");
@@ -36,15 +34,7 @@ const pb = await load<PbModule>("src/gen/latchkey/v1/token_verify_service_pb.js"
 const url = process.env.DATABASE_URL ?? "";
 if (url === "") throw new Error("DATABASE_URL is required");
 const sql = postgres(url, { max: 4, onnotice: () => {} });
-await migrate(sql, MIGRATIONS_DIR, () => {});
-const token = await seedToken(sql, "lk", {
-  name: "bench",
-  type: TokenType.PERSONAL,
-  orgId: "bench",
-  permissions: ["deploy:*"],
-  createdBy: "bench",
-  expireTime: null,
-});
+const token = await (await benchSeeder(sql))(["deploy:*"]);
 const audit = process.env.AUDIT === "none" ? "none" : "all";
 const verifier = createVerifier({ sql, tokenPrefix: "lk", auditMode: audit });
 const metrics = createMetrics({ defaultMetrics: false });

@@ -11,13 +11,11 @@ import { mkdtempSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
-import { TokenType } from "../src/gen/latchkey/v1/token_pb.js";
-import { MIGRATIONS_DIR, migrate } from "../src/store/migrate.js";
-import { seedToken } from "../test/helpers/seed.js";
 import { allocatedBytes, type ProfileSummary, summarise } from "./lib/cpuprofile.js";
 import { say } from "./lib/env.js";
 import { monotonicUs, type PhaseResult, runPhase } from "./lib/phase.js";
 import { f1 } from "./lib/report.js";
+import { benchSeeder } from "./lib/seed.js";
 import { startServer } from "./lib/server.js";
 import { type CheckedPhase, healthPhase, verifyPhase } from "./phases.js";
 import { sanity } from "./scenarios/throughput.js";
@@ -26,16 +24,7 @@ process.env.BENCH_SECONDS ??= process.env.PROFILE_SECONDS ?? "8";
 const url = process.env.DATABASE_URL ?? "";
 if (url === "") throw new Error("DATABASE_URL is required");
 const sql = postgres(url, { max: 2, onnotice: () => {} });
-await migrate(sql, MIGRATIONS_DIR, () => {});
-const seed = (permissions: string[]) =>
-  seedToken(sql, "lk", {
-    name: "bench",
-    type: TokenType.PERSONAL,
-    orgId: "bench",
-    permissions,
-    createdBy: "bench",
-    expireTime: null,
-  });
+const seed = await benchSeeder(sql);
 const tokens = { verify: await seed(["deploy:*"]), admin: await seed(["tokens:read"]) };
 const redis = process.env.REDIS_URL ?? "";
 const env = { DATABASE_URL: url, ...(redis === "" ? {} : { REDIS_URL: redis }) };

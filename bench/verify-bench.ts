@@ -7,9 +7,6 @@
  * loaded (one function each; the Envoy Check hook is there), scenarios/ puts phases together.
  */
 import postgres from "postgres";
-import { TokenType } from "../src/gen/latchkey/v1/token_pb.js";
-import { MIGRATIONS_DIR, migrate } from "../src/store/migrate.js";
-import { seedToken } from "../test/helpers/seed.js";
 import {
   CONNECTIONS,
   CORES,
@@ -27,6 +24,7 @@ import {
 import { startInfra } from "./lib/infra.js";
 import type { PhaseResult } from "./lib/phase.js";
 import { Report } from "./lib/report.js";
+import { benchSeeder } from "./lib/seed.js";
 import { spread } from "./lib/stats.js";
 import {
   type BenchTokens,
@@ -62,16 +60,7 @@ async function main(): Promise<void> {
     const redis: Record<string, string> =
       infra.redisUrl === undefined ? {} : { REDIS_URL: infra.redisUrl };
     const env = { DATABASE_URL: infra.databaseUrl, ...redis };
-    const seed = (permissions: string[]) =>
-      seedToken(sql, "lk", {
-        name: "bench",
-        type: TokenType.PERSONAL,
-        orgId: "bench",
-        permissions,
-        createdBy: "bench",
-        expireTime: null,
-      });
-    await migrate(sql, MIGRATIONS_DIR, () => {});
+    const seed = await benchSeeder(sql);
     const tokens: BenchTokens = {
       verify: await seed(["deploy:*"]),
       admin: await seed(["tokens:read"]),

@@ -9,7 +9,7 @@ import {
   STREAMS,
   WARMUP_SECONDS,
 } from "./env.js";
-import { runLoad } from "./load.js";
+import { type LoadSpec, runLoad } from "./load.js";
 import type { Server } from "./server.js";
 import { percentile } from "./stats.js";
 
@@ -46,6 +46,11 @@ export interface PhaseResult {
   readonly windowUs: readonly [number, number];
 }
 
+function loadSpec(server: Server, spec: PhaseSpec, clients: number, streams: number): LoadSpec {
+  const { path, body, headers } = spec;
+  return { address: server.address, path, body, headers, seconds: SECONDS, clients, streams };
+}
+
 /** CLOCK_MONOTONIC in µs, the clock V8 stamps CPU profile samples with. */
 export function monotonicUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
@@ -73,15 +78,7 @@ export async function runPhase(server: Server, spec: PhaseSpec): Promise<PhaseRe
     },
     (WARMUP_SECONDS + SECONDS) * 1000,
   );
-  const load = await runLoad({
-    address: server.address,
-    path: spec.path,
-    body: spec.body,
-    headers: spec.headers,
-    seconds: SECONDS,
-    clients: CONNECTIONS,
-    streams: STREAMS,
-  });
+  const load = await runLoad(loadSpec(server, spec, CONNECTIONS, STREAMS));
   clearTimeout(t1);
   clearTimeout(t2);
   end ??= sample();
@@ -132,17 +129,7 @@ export async function runLatency(
   spec: PhaseSpec,
   rps: number,
 ): Promise<LatencyResult> {
-  const load = await runLoad({
-    address: server.address,
-    path: spec.path,
-    body: spec.body,
-    headers: spec.headers,
-    seconds: SECONDS,
-    clients: LATENCY_CLIENTS,
-    streams: 1,
-    rps,
-    latency: true,
-  });
+  const load = await runLoad({ ...loadSpec(server, spec, LATENCY_CLIENTS, 1), rps, latency: true });
   const lat = load.latenciesMs ?? new Float64Array(0);
   return {
     name: spec.name,

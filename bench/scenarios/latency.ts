@@ -36,26 +36,19 @@ export async function latencyRows(
       return x === undefined || y === undefined || y === 0 ? undefined : x / y;
     });
   const at = `at ${f0(rate)} req/s`;
-  report.samples(
-    `latency ${at}: VerifyToken p50, ms`,
-    v.map((r) => r.p50Ms),
-    f2,
-  );
-  report.samples(
-    `latency ${at}: Health/Check p50, ms`,
-    h.map((r) => r.p50Ms),
-    f2,
-  );
-  report.samples(
-    `latency ${at}: VerifyToken p99, ms`,
-    v.map((r) => r.p99Ms),
-    f2,
-  );
-  report.samples(
-    `latency ${at}: Health/Check p99, ms`,
-    h.map((r) => r.p99Ms),
-    f2,
-  );
+  for (const q of ["p50Ms", "p99Ms"] as const) {
+    const label = q === "p50Ms" ? "p50" : "p99";
+    report.samples(
+      `latency ${at}: VerifyToken ${label}, ms`,
+      v.map((r) => r[q]),
+      f2,
+    );
+    report.samples(
+      `latency ${at}: Health/Check ${label}, ms`,
+      h.map((r) => r[q]),
+      f2,
+    );
+  }
   report.ratio(
     "latency: p50 ratio Verify ÷ Health",
     ratio((r) => r.p50Ms),
