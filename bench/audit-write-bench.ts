@@ -6,6 +6,7 @@
 
 import { type AuditWriteMethod, AuditWriter } from "../src/store/audit-writer.js";
 import { connect } from "../src/store/db.js";
+import { SAMPLE_ROW } from "./lib/audit-sample.js";
 
 const url = process.env.DATABASE_URL;
 if (url === undefined) throw new Error("DATABASE_URL is required");
@@ -24,19 +25,7 @@ for (const round of [1, 2]) {
     const t0 = performance.now();
     const now = Date.now();
     for (let i = 0; i < N; i++) {
-      writer.push({
-        timeMs: now + (i >> 4),
-        orgId: "bench",
-        actorId: "tok_01J0000000000000000000000",
-        action: "token.verify",
-        tokenId: "tok_01J0000000000000000000000",
-        decision: 1,
-        code: "VALID",
-        clientIp: "10.1.2.3",
-        method: "POST",
-        path: "/v1/deploy",
-        requestId: "bench",
-      });
+      writer.push({ ...SAMPLE_ROW, timeMs: now + (i >> 4) });
     }
     for (let i = 0; i < N; i += 4_000) {
       // Flush in batches of 4 000, like 200 ms at 20k/s.

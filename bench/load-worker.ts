@@ -11,6 +11,8 @@ export interface LoadJob {
   readonly inFlight: number;
   readonly durationMs: number;
   readonly warmupMs: number;
+  /** Request metadata (e.g. authorization for admin calls). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface LoadResult {
@@ -35,6 +37,8 @@ async function run(job: LoadJob): Promise<LoadResult> {
       }),
   );
   const body = Buffer.from(job.body);
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(job.headers ?? {})) metadata.set(k, v);
   const start = performance.now();
   const measureFrom = start + job.warmupMs;
   const end = measureFrom + job.durationMs;
@@ -54,6 +58,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
           (b: Buffer) => b,
           (b: Buffer) => b,
           body,
+          metadata,
           (err) => {
             const t1 = performance.now();
             if (t0 >= measureFrom) {
