@@ -55,7 +55,7 @@ async function createServices(deps: InstanceDeps): Promise<LatchkeyHandlers> {
       pageKey,
       log,
     }),
-    verify: createVerifyService({ verifier }),
+    verify: createVerifyService({ verifier, sql }),
   };
 }
 

@@ -65,9 +65,10 @@ export function bearerToken(context: CallContext): string {
 
 /**
  * Turns a denied verification into the admin error: UNAUTHENTICATED for a token that cannot
- * act at all, PERMISSION_DENIED for one that lacks the method's permission.
+ * act at all, PERMISSION_DENIED for one that lacks the method's permission. Also the answer
+ * of the other calls that present a token (AcquireSlot, WatchRevocations, introspection).
  */
-function denial(
+export function denial(
   code: VerifyCode,
   permission: string,
   retryAfterMs: number | undefined,
@@ -119,32 +120,47 @@ export type Authenticator = (method: string, context: CallContext) => Promise<Ca
  */
 export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authenticator {
   return async (method, context) => {
-    const token = bearerToken(context);
     const permission = (METHOD_PERMISSIONS as Record<string, string | undefined>)[method];
     if (permission === undefined) throw new Error(`no permission is defined for ${method}`);
-    const outcome = await verifier.verify({
-      purpose: "admin",
-      token,
-      requiredPermissions: CHECKED_BY_HANDLER.has(method) || permission === "" ? [] : [permission],
-      clientIp: context.peerAddress,
-      orgId: "",
-      method: context.method,
-      path: "",
-      requestId: context.header("x-request-id") ?? "",
-    });
-    const record = outcome.record;
-    if (outcome.code !== VerifyCode.VALID || record === undefined) {
-      throw denial(outcome.code, permission, outcome.retryAfterMs);
-    }
-    return {
-      tokenId: record.id,
-      orgId: record.orgId,
-      teamId: record.teamId,
-      ownerId: record.ownerId,
-      type: record.type,
-      permissions: record.permissions,
-      isPlatform: record.permissions.includes(PLATFORM_ADMIN),
-      clientIp: context.peerAddress,
-    };
+    const required = CHECKED_BY_HANDLER.has(method) || permission === "" ? "" : permission;
+    return verifyCaller(verifier, context, required);
+  };
+}
+
+/**
+ * Authenticates the bearer token of any call that needs one permission (`""`: none): the
+ * admin methods through {@link createAuthenticator}, and the verify-side and gateway calls
+ * that are not adapted with an authenticator (WatchRevocations: `tokens:watch`, OAuth
+ * introspection: `tokens:introspect`). Throws the admin error of {@link denial}.
+ */
+export async function verifyCaller(
+  verifier: Pick<Verifier, "verify">,
+  context: CallContext,
+  permission: string,
+): Promise<Caller> {
+  const token = bearerToken(context);
+  const outcome = await verifier.verify({
+    purpose: "admin",
+    token,
+    requiredPermissions: permission === "" ? [] : [permission],
+    clientIp: context.peerAddress,
+    orgId: "",
+    method: context.method,
+    path: "",
+    requestId: context.header("x-request-id") ?? "",
+  });
+  const record = outcome.record;
+  if (outcome.code !== VerifyCode.VALID || record === undefined) {
+    throw denial(outcome.code, permission, outcome.retryAfterMs);
+  }
+  return {
+    tokenId: record.id,
+    orgId: record.orgId,
+    teamId: record.teamId,
+    ownerId: record.ownerId,
+    type: record.type,
+    permissions: record.permissions,
+    isPlatform: record.permissions.includes(PLATFORM_ADMIN),
+    clientIp: context.peerAddress,
   };
 }
