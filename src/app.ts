@@ -1,13 +1,18 @@
+import { Authorization } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
 import { createAdminService } from "./services/admin/index.js";
 import { createAuthenticator } from "./services/auth.js";
+import { createGatewayCheck, type GatewayOptions } from "./services/gateway/check.js";
 import { createVerifyService } from "./services/verify/service.js";
 import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { createAuditRepo } from "./store/audit-repo.js";
 import { ping, type Sql, serverKey } from "./store/db.js";
 import { MIGRATIONS_DIR, pendingMigrations } from "./store/migrate.js";
 import { createTokenRepo } from "./store/token-repo.js";
+import { extAuthzService } from "./transport/grpc/ext-authz.js";
 import { createHealthReporter, type GrpcHealthReporter } from "./transport/grpc/health.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc/server.js";
+import { forwardAuthRoute } from "./transport/http/forward-auth.js";
+import { introspectRoute } from "./transport/http/introspect.js";
 import type { Readiness } from "./transport/http/probes.js";
 import { createHttpServer, type HttpLog } from "./transport/http/server.js";
 import { createMetrics, type Metrics } from "./transport/metrics.js";
@@ -27,6 +32,8 @@ export interface InstanceDeps {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Process metrics (CPU, memory, event loop) in /metrics; off in tests. */
   readonly defaultMetrics?: boolean;
+  /** Trusted proxies and token header of the gateway endpoints (default loopback, authorization). */
+  readonly gateway?: GatewayOptions | undefined;
 }
 
 /** One running instance: both listeners serving the same two service implementations. */
@@ -92,11 +99,18 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     metrics: metrics.rpc,
     authenticate: createAuthenticator(verifier),
   });
-  const health = createHealthReporter();
-  const grpcServer = createGrpcServer({ services, health, log });
+  const health = createHealthReporter({ extraServiceNames: [Authorization.typeName] });
+  const gateway = createGatewayCheck(verifier, deps.gateway);
+  const grpcServer = createGrpcServer({
+    services,
+    health,
+    log,
+    extraServices: [extAuthzService(gateway, log, metrics.rpc)],
+  });
   const http = createHttpServer({
     services,
     log,
+    routes: [forwardAuthRoute(gateway, log), introspectRoute(verifier, log)],
     ready: readiness(deps),
     metrics: metrics.registry,
     ...(deps.tls === undefined ? {} : { tls: deps.tls }),

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
+import { normalizeCidr } from "./domain/cidr.js";
 
 /** Which verifications write an audit row. */
 export type AuditMode = "all" | "denials" | "none";
@@ -33,6 +34,11 @@ export interface Config {
   readonly workers: number;
   /** Database pool size per process. */
   readonly databasePoolSize: number;
+  // --- gateways (issue #9) ---
+  /** Peers whose x-forwarded-* / x-original-* headers are believed (canonical CIDRs). */
+  readonly trustedProxies: readonly string[];
+  /** Header the gateway checks (ext_authz, /v1/check) read the token from (lower case). */
+  readonly gatewayTokenHeader: string;
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -161,6 +167,24 @@ export function loadConfig(env: Env = process.env): Config {
     if (cert !== undefined && key !== undefined) tls = { cert, key };
   }
 
+  // --- gateways (issue #9) ---
+  const trustedProxies: string[] = [];
+  const proxiesRaw = str("LATCHKEY_TRUSTED_PROXIES") ?? "127.0.0.0/8,::1/128";
+  if (proxiesRaw.toLowerCase() !== "none") {
+    for (const entry of proxiesRaw.split(",").map((e) => e.trim())) {
+      const cidr = normalizeCidr(entry);
+      if (cidr === undefined) {
+        problems.push(`LATCHKEY_TRUSTED_PROXIES: "${entry}" is not an IP address or CIDR`);
+      } else trustedProxies.push(cidr);
+    }
+  }
+  const gatewayTokenHeader = (
+    str("LATCHKEY_GATEWAY_TOKEN_HEADER") ?? "authorization"
+  ).toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(gatewayTokenHeader)) {
+    problems.push(`LATCHKEY_GATEWAY_TOKEN_HEADER=${gatewayTokenHeader}: not an HTTP header name`);
+  }
+
   const config: Config = {
     grpcListen,
     httpListen,
@@ -176,6 +200,8 @@ export function loadConfig(env: Env = process.env): Config {
     cacheMaxStalenessMs: int("LATCHKEY_CACHE_MAX_STALENESS_MS", 30_000, 0, 3_600_000),
     workers: int("LATCHKEY_WORKERS", 1, 1, 64),
     databasePoolSize: int("LATCHKEY_DATABASE_POOL_SIZE", 10, 1, 200),
+    trustedProxies,
+    gatewayTokenHeader,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -127,6 +127,7 @@ async function serve(
       grpcListen: formatHostPort(config.grpcListen),
       httpListen: formatHostPort(config.httpListen),
       tls: config.tls,
+      gateway: { trustedProxies: config.trustedProxies, tokenHeader: config.gatewayTokenHeader },
     });
   } catch (err) {
     await verifier.close();

@@ -6,6 +6,7 @@ import type { ErrorLog } from "../error-mapper.js";
 import type { RpcMetrics } from "../metrics.js";
 import { type Served, servedServices } from "../rpc-adapter.js";
 import { connectHandler, type NodeHandler } from "./connect.js";
+import type { HttpRoute } from "./gateway-http.js";
 import { sniffingServer } from "./h2c.js";
 import { isProbePath, type ProbeOptions, serveProbe } from "./probes.js";
 
@@ -23,6 +24,8 @@ interface HttpListenerOptions extends ProbeOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** How long close() lets in-flight requests finish before cutting connections (ms). */
   readonly closeGraceMs?: number | undefined;
+  /** Plain endpoints beside the RPCs, by exact path, any method (/v1/check, /oauth2/introspect). */
+  readonly routes?: readonly HttpRoute[] | undefined;
 }
 
 export type HttpServerOptions = HttpListenerOptions & Served;
@@ -50,6 +53,7 @@ function hostAndPort(hostPort: string): { host: string; port: number } {
 /** Routes a request to the probes or to connect-node, and logs one line for it once answered. */
 function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHandler {
   const { log } = opts;
+  const routes = new Map((opts.routes ?? []).map((r) => [r.path, r]));
   return (req, res) => {
     const start = performance.now();
     const url = req.url ?? "/";
@@ -68,7 +72,9 @@ function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHand
       if (probe) log.debug(line, "http request");
       else log.info(line, "http request");
     });
+    const route = routes.get(path);
     if (probe && req.method === "GET") serveProbe(path, res, opts);
+    else if (route !== undefined) route.handle(req, res);
     else connect(req, res);
   };
 }
