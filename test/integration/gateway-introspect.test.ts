@@ -114,6 +114,20 @@ describe("introspection: the caller", () => {
     expect(r.headers.get("www-authenticate")).toContain("Bearer");
   });
 
+  it("may authenticate with client credentials (Basic, the token as the password)", async () => {
+    const t = await insertToken(db.sql);
+    const res = await fetch(`${server.httpUrl}/oauth2/introspect`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Basic ${Buffer.from(`apisix:${introspector}`).toString("base64")}`,
+      },
+      body: new URLSearchParams({ token: t.secret }).toString(),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ active: true, client_id: t.id });
+  });
+
   it("without tokens:introspect is 403", async () => {
     const reader = (await insertToken(db.sql, { permissions: ["tokens:read"] })).secret;
     const t = await insertToken(db.sql);

@@ -24,7 +24,10 @@ export interface GatewayDeny {
   readonly status: 401 | 403 | 429;
   /** Machine-readable reason: a VerifyCode name (`REVOKED`, …) or `MISSING`. */
   readonly code: string;
-  /** Headers for the client: www-authenticate on 401, retry-after on 429 when known. */
+  /**
+   * Headers for the client: x-latchkey-code always, www-authenticate on 401, retry-after on
+   * 429 when known.
+   */
   readonly headers: readonly Header[];
   /** Small JSON body: `{"code":"REVOKED"}`. */
   readonly body: string;
@@ -37,6 +40,8 @@ export const HEADER_ORG_ID = "x-latchkey-org-id";
 export const HEADER_OWNER_ID = "x-latchkey-owner-id";
 export const HEADER_TEAM_ID = "x-latchkey-team-id";
 export const HEADER_META_PREFIX = "x-latchkey-meta-";
+/** The denial code, on denials only. */
+export const HEADER_CODE = "x-latchkey-code";
 /** Every identity header starts with this; gateways drop client-sent ones. */
 export const IDENTITY_PREFIX = "x-latchkey-";
 
@@ -75,6 +80,8 @@ export function identityHeaders(record: TokenRecord): Header[] {
 
 /** A denial as every gateway receives it. */
 export function deny(status: 401 | 403 | 429, code: string, headers: Header[] = []): GatewayDeny {
+  // The code as a header too: nginx can read headers of an auth subrequest, not its body.
+  headers.push([HEADER_CODE, code]);
   if (status === 401) headers.push(["www-authenticate", 'Bearer realm="latchkey"']);
   return { allowed: false, status, code, headers, body: JSON.stringify({ code }) };
 }

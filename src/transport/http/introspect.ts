@@ -26,11 +26,25 @@ const MAX_BODY = 16 * 1024;
 
 const INACTIVE = '{"active":false}';
 
+/**
+ * The caller's credential as `Bearer <token>`. RFC 7662 clients often authenticate with client
+ * credentials (`Basic base64(id:secret)`): the secret is then the latchkey token.
+ */
+function callerAuthorization(req: NodeRequest): string | undefined {
+  const header = requestHeader(req, "authorization");
+  const basic = header === undefined ? undefined : /^\s*basic\s+(\S+)\s*$/i.exec(header)?.[1];
+  if (basic === undefined) return header;
+  const decoded = Buffer.from(basic, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon < 0 ? "" : `Bearer ${decoded.slice(colon + 1)}`;
+}
+
 /** The call context verifyCaller reads, from a plain HTTP request. */
 function httpContext(req: NodeRequest): CallContext {
   const controller = new AbortController();
+  const authorization = callerAuthorization(req);
   return {
-    header: (name) => requestHeader(req, name),
+    header: (name) => (name === "authorization" ? authorization : requestHeader(req, name)),
     peerAddress: socketIp(req.socket.remoteAddress ?? ""),
     signal: controller.signal,
     method: `POST ${INTROSPECT_PATH}`,
