@@ -17,6 +17,10 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
 import {
+  Authorization,
+  CheckRequestSchema,
+} from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import {
   RevokeTokenRequestSchema,
   TokenAdminService,
 } from "../src/gen/latchkey/v1/token_admin_service_pb.js";
@@ -36,6 +40,7 @@ const distRoot = resolve(here, "..");
 const MAIN = join(distRoot, "src", "main.js");
 const VERIFY_PATH = `/${TokenVerifyService.typeName}/VerifyToken`;
 const HEALTH_PATH = "/grpc.health.v1.Health/Check";
+const CHECK_PATH = `/${Authorization.typeName}/Check`;
 const ORG = "bench";
 const PREFIX = "lk";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? "5");
@@ -437,6 +442,27 @@ function verifyBody(token: string): Uint8Array {
   );
 }
 
+/** The request of verifyBody as Envoy's ext_authz filter sends it (issue #9). */
+function checkBody(token: string): Uint8Array {
+  return toBinary(
+    CheckRequestSchema,
+    create(CheckRequestSchema, {
+      attributes: {
+        source: { address: { address: { case: "socketAddress", value: { address: "10.1.2.3" } } } },
+        request: {
+          http: {
+            id: "bench",
+            method: "POST",
+            path: "/v1/deploy",
+            headers: { authorization: `Bearer ${token}` },
+          },
+        },
+        contextExtensions: { "latchkey.permissions": "deploy:run" },
+      },
+    }),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -538,11 +564,22 @@ async function main(): Promise<void> {
       perClientRps: perClient,
       latency: true,
     });
+    // Envoy ext_authz (#9): Check runs the same verification and must not be the slow door.
+    const check = await load(first.grpc, CHECK_PATH, checkBody(token.secret));
+    const verifyNext = await load(first.grpc, VERIFY_PATH, body);
     await first.stop();
+    const ratioCheck = check.rps / verifyNext.rps;
     const ratioAll = hitAll.rps / healthAll.rps;
     row("Health/Check req/s (baseline, audit-all server)", f0(healthAll.rps));
     row("VerifyToken cache hit req/s, audit all", f0(hitAll.rps));
     row("ratio to baseline, audit all", f2(ratioAll), "≥ 0.80", ratioAll >= 0.8);
+    row("ext_authz Check req/s, audit all", f0(check.rps));
+    row(
+      "ratio Check / VerifyToken (measured back to back)",
+      f2(ratioCheck),
+      "≥ 0.90",
+      ratioCheck >= 0.9,
+    );
     cpuRows("audit all", healthAll.cpuUsPerReq, hitAll.cpuUsPerReq);
     row(`p50 at half of peak (${f0(perClient * LATENCY_CLIENTS)} req/s), ms`, f2(half.p50Ms));
     row("p99 at half of peak, ms", f2(half.p99Ms), "< 2 ms", (half.p99Ms ?? 99) < 2);

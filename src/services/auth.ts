@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { PLATFORM_ADMIN } from "../domain/permissions.js";
+import type { TokenRecord } from "../domain/token-record.js";
 import { LatchkeyError } from "../errors.js";
 import type { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
@@ -138,9 +139,39 @@ export async function verifyCaller(
   context: CallContext,
   permission: string,
 ): Promise<Caller> {
-  const token = bearerToken(context);
+  const record = await verifyPresented(
+    verifier,
+    context,
+    bearerToken(context),
+    permission,
+    "admin",
+  );
+  return {
+    tokenId: record.id,
+    orgId: record.orgId,
+    teamId: record.teamId,
+    ownerId: record.ownerId,
+    type: record.type,
+    permissions: record.permissions,
+    isPlatform: record.permissions.includes(PLATFORM_ADMIN),
+    clientIp: context.peerAddress,
+  };
+}
+
+/**
+ * Verifies a token presented to a call (the caller's bearer token, or the token field of
+ * AcquireSlot) from the call's peer address, requiring `permission` (`""`: none), and returns
+ * its record; a denial is thrown as the admin error of {@link denial}.
+ */
+export async function verifyPresented(
+  verifier: Pick<Verifier, "verify">,
+  context: CallContext,
+  token: string,
+  permission: string,
+  purpose: "admin" | "verify",
+): Promise<TokenRecord> {
   const outcome = await verifier.verify({
-    purpose: "admin",
+    purpose,
     token,
     requiredPermissions: permission === "" ? [] : [permission],
     clientIp: context.peerAddress,
@@ -153,14 +184,5 @@ export async function verifyCaller(
   if (outcome.code !== VerifyCode.VALID || record === undefined) {
     throw denial(outcome.code, permission, outcome.retryAfterMs);
   }
-  return {
-    tokenId: record.id,
-    orgId: record.orgId,
-    teamId: record.teamId,
-    ownerId: record.ownerId,
-    type: record.type,
-    permissions: record.permissions,
-    isPlatform: record.permissions.includes(PLATFORM_ADMIN),
-    clientIp: context.peerAddress,
-  };
+  return record;
 }

@@ -15,6 +15,8 @@ export type Header = readonly [name: string, value: string];
 export interface GatewayAllow {
   readonly allowed: true;
   readonly status: 200;
+  /** The token's record: the same object while it is cached, so answers can be reused. */
+  readonly record: TokenRecord;
   /** Identity headers for the upstream. */
   readonly headers: readonly Header[];
 }
@@ -114,11 +116,27 @@ function denialOf(code: VerifyCode): readonly [401 | 403 | 429, string] {
   }
 }
 
+/**
+ * Allow answers per record, built once: a record object is replaced whenever its token
+ * changes, so an answer cannot outlive the data it was built from.
+ */
+const allowed = new WeakMap<TokenRecord, GatewayAllow>();
+
 /** What a gateway does with one verification outcome. */
 export function gatewayAnswer(outcome: VerifyOutcome): GatewayAnswer {
   const record = outcome.record;
   if (outcome.code === VerifyCode.VALID && record !== undefined) {
-    return { allowed: true, status: 200, headers: identityHeaders(record) };
+    let answer = allowed.get(record);
+    if (answer === undefined) {
+      answer = Object.freeze({
+        allowed: true,
+        status: 200,
+        record,
+        headers: Object.freeze(identityHeaders(record)),
+      });
+      allowed.set(record, answer);
+    }
+    return answer;
   }
   const [status, code] = denialOf(outcome.code);
   const headers: Header[] = [];

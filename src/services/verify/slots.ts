@@ -14,7 +14,7 @@ import {
   VerifyCode,
 } from "../../gen/latchkey/v1/token_verify_service_pb.js";
 import type { SlotRepo } from "../../store/slot-repo.js";
-import { denial } from "../auth.js";
+import { denial, verifyPresented } from "../auth.js";
 import type { ServiceHandlers } from "../context.js";
 import type { Verifier } from "./types.js";
 
@@ -72,20 +72,7 @@ export function createSlotHandlers(
       v.push(...checkFreeText(req.holder, "holder", MAX_HOLDER));
       const ttlMs = readTtl(req.ttl, v);
       throwIfInvalid(v);
-      const outcome = await verifier.verify({
-        purpose: "verify",
-        token: req.token,
-        requiredPermissions: [],
-        clientIp: ctx.peerAddress,
-        orgId: "",
-        method: ctx.method,
-        path: "",
-        requestId: ctx.header("x-request-id") ?? "",
-      });
-      const record = outcome.record;
-      if (outcome.code !== VerifyCode.VALID || record === undefined) {
-        throw denial(outcome.code, "", outcome.retryAfterMs);
-      }
+      const record = await verifyPresented(verifier, ctx, req.token, "", "verify");
       if (record.maxConcurrent <= 0) throw noSlots();
       const result = await storage(slots.acquire(record.id, req.holder, ttlMs));
       switch (result.kind) {
