@@ -41,7 +41,7 @@ const metrics = createMetrics({ defaultMetrics: false });
 const log = { error() {}, warn() {} } as unknown as Parameters<
   AdapterModule["adaptService"]
 >[2]["log"];
-const adapted = adaptService(pb.TokenVerifyService, createVerifyService({ verifier }), {
+const adapted = adaptService(pb.TokenVerifyService, createVerifyService({ verifier, sql }), {
   log,
   metrics: metrics.rpc,
 });

@@ -1,5 +1,10 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  Authorization,
+  CheckRequestSchema,
+  CheckResponseSchema,
+} from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import {
   GetTokenRequestSchema,
   GetTokenResponseSchema,
   TokenAdminService,
@@ -80,9 +85,40 @@ export function getTokenPhase(tokens: BenchTokens): CheckedPhase {
 }
 
 /**
- * Phases added to the audit-all server's alternation besides Health, Verify and GetToken.
- * Hook for the Envoy ext_authz path once it is merged: push one function that returns a
- * CheckedPhase for `/envoy.service.auth.v3.Authorization/Check` with a CheckRequest carrying
- * `authorization: Bearer <tokens.verify.secret>`, and the report gains its rows.
+ * Envoy ext_authz Check of the same cached token, as Envoy's filter sends it: the same
+ * verification behind a bigger request and an HTTP-shaped answer (issue #9: must not be the
+ * slow door, goal ≥ 0.9× VerifyToken).
  */
-export const extraPhases: ((tokens: BenchTokens) => CheckedPhase)[] = [];
+export function envoyCheckPhase(tokens: BenchTokens): CheckedPhase {
+  const body = toBinary(
+    CheckRequestSchema,
+    create(CheckRequestSchema, {
+      attributes: {
+        source: {
+          address: { address: { case: "socketAddress", value: { address: "10.1.2.3" } } },
+        },
+        request: {
+          http: {
+            id: "bench",
+            method: "POST",
+            path: "/v1/deploy",
+            headers: { authorization: `Bearer ${tokens.verify.secret}` },
+          },
+        },
+        contextExtensions: { "latchkey.permissions": "deploy:read" },
+      },
+    }),
+  );
+  return {
+    name: "Envoy Check",
+    path: `/${Authorization.typeName}/Check`,
+    body,
+    check: (r) => {
+      const code = fromBinary(CheckResponseSchema, r).status?.code ?? 0;
+      return code === 0 ? undefined : `denied with status ${code}`;
+    },
+  };
+}
+
+/** Phases added to the audit-all server's alternation besides Health, Verify and GetToken. */
+export const extraPhases: ((tokens: BenchTokens) => CheckedPhase)[] = [envoyCheckPhase];

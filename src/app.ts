@@ -1,12 +1,17 @@
+import { Authorization } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
 import { createAdminService } from "./services/admin/index.js";
 import { createAuthenticator } from "./services/auth.js";
+import { createGatewayCheck, type GatewayOptions } from "./services/gateway/check.js";
 import { createVerifyService } from "./services/verify/service.js";
 import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { createAuditRepo } from "./store/audit-repo.js";
 import { type Sql, serverKey } from "./store/db.js";
 import { createTokenRepo } from "./store/token-repo.js";
+import { extAuthzService } from "./transport/grpc/ext-authz.js";
 import { createHealthReporter, type GrpcHealthReporter } from "./transport/grpc/health.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc/server.js";
+import { forwardAuthRoute } from "./transport/http/forward-auth.js";
+import { introspectRoute } from "./transport/http/introspect.js";
 import { createHttpServer, type HttpLog } from "./transport/http/server.js";
 import type { ConnectionLimits } from "./transport/limits.js";
 import { createMetrics, type Metrics } from "./transport/metrics.js";
@@ -33,6 +38,8 @@ export interface InstanceDeps {
   readonly defaultMetrics?: boolean;
   /** Origins allowed to call the API from a browser (LATCHKEY_CORS_ORIGINS); empty: CORS off. */
   readonly corsOrigins?: readonly string[];
+  /** Trusted proxies and token header of the gateway endpoints (default loopback, authorization). */
+  readonly gateway?: GatewayOptions | undefined;
 }
 
 /** One running instance: both listeners serving the same two service implementations. */
@@ -61,7 +68,7 @@ async function createServices(deps: InstanceDeps): Promise<LatchkeyHandlers> {
       pageKey,
       log,
     }),
-    verify: createVerifyService({ verifier }),
+    verify: createVerifyService({ verifier, sql }),
   };
 }
 
@@ -82,7 +89,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     metrics: metrics.rpc,
     authenticate: createAuthenticator(verifier),
   });
-  const health = createHealthReporter();
+  const health = createHealthReporter({ extraServiceNames: [Authorization.typeName] });
   const readiness = createReadinessMonitor({
     sql: deps.sql,
     redisHealthy: () => verifier.redisHealthy(),
@@ -91,10 +98,18 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     registry: metrics.registry,
     intervalMs: deps.readinessIntervalMs,
   });
-  const grpcServer = createGrpcServer({ services, health, log, limits: deps.limits });
+  const gateway = createGatewayCheck(verifier, deps.gateway);
+  const grpcServer = createGrpcServer({
+    services,
+    health,
+    log,
+    limits: deps.limits,
+    extraServices: [extAuthzService(gateway, log, metrics.rpc)],
+  });
   const http = createHttpServer({
     services,
     log,
+    routes: [forwardAuthRoute(gateway, log), introspectRoute(verifier, log)],
     ready: readiness.check,
     metrics: metrics.registry,
     limits: deps.limits,

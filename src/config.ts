@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
+import { normalizeCidr } from "./domain/cidr.js";
 
 /** Which verifications write an audit row. */
 export type AuditMode = "all" | "denials" | "none";
@@ -46,6 +47,12 @@ export interface Config {
   readonly idleTimeoutMs: number;
   /** Concurrent streams per HTTP/2 or gRPC connection. */
   readonly maxConcurrentStreams: number;
+
+  // --- gateways (issue #9) ---
+  /** Peers whose x-forwarded-* / x-original-* headers are believed (canonical CIDRs). */
+  readonly trustedProxies: readonly string[];
+  /** Header the gateway checks (ext_authz, /v1/check) read the token from (lower case). */
+  readonly gatewayTokenHeader: string;
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -196,6 +203,24 @@ export function loadConfig(env: Env = process.env): Config {
     maxConcurrentStreams: int("LATCHKEY_MAX_CONCURRENT_STREAMS", 1_000, 1, 100_000),
   };
 
+  // --- gateways (issue #9) ---
+  const trustedProxies: string[] = [];
+  const proxiesRaw = str("LATCHKEY_TRUSTED_PROXIES") ?? "127.0.0.0/8,::1/128";
+  if (proxiesRaw.toLowerCase() !== "none") {
+    for (const entry of proxiesRaw.split(",").map((e) => e.trim())) {
+      const cidr = normalizeCidr(entry);
+      if (cidr === undefined) {
+        problems.push(`LATCHKEY_TRUSTED_PROXIES: "${entry}" is not an IP address or CIDR`);
+      } else trustedProxies.push(cidr);
+    }
+  }
+  const gatewayTokenHeader = (
+    str("LATCHKEY_GATEWAY_TOKEN_HEADER") ?? "authorization"
+  ).toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(gatewayTokenHeader)) {
+    problems.push(`LATCHKEY_GATEWAY_TOKEN_HEADER=${gatewayTokenHeader}: not an HTTP header name`);
+  }
+
   const config: Config = {
     grpcListen,
     httpListen,
@@ -214,6 +239,9 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: corsOrigins(str("LATCHKEY_CORS_ORIGINS"), problems),
 
     ...ops,
+
+    trustedProxies,
+    gatewayTokenHeader,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

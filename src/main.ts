@@ -212,6 +212,8 @@ async function serve(
         idleTimeoutMs: config.idleTimeoutMs,
         maxConcurrentStreams: config.maxConcurrentStreams,
       },
+
+      gateway: { trustedProxies: config.trustedProxies, tokenHeader: config.gatewayTokenHeader },
     });
     if (!cluster.isWorker) await bootstrap(config, url);
   } catch (err) {

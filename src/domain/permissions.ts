@@ -2,6 +2,10 @@
 export const WILDCARD = "*";
 /** Cross-org power: never implied by `*`, only held (and granted) by name. */
 export const PLATFORM_ADMIN = "platform:admin";
+/** WatchRevocations: stream the revocations of the caller's org (every org for a platform caller). */
+export const TOKENS_WATCH = "tokens:watch";
+/** OAuth 2.0 token introspection (POST /oauth2/introspect). */
+export const TOKENS_INTROSPECT = "tokens:introspect";
 
 const PART = "[a-z][a-z0-9_.-]{0,63}";
 const PERMISSION_RE = new RegExp(`^${PART}:(?:${PART}|\\*)$`);

@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { MAX_REQUEST_ID } from "../domain/admin-rules.js";
 import { PLATFORM_ADMIN } from "../domain/permissions.js";
 import { scrubRequestId } from "../domain/request-id.js";
+import type { TokenRecord } from "../domain/token-record.js";
 import { LatchkeyError } from "../errors.js";
 import type { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
@@ -67,9 +68,10 @@ export function bearerToken(context: CallContext): string {
 
 /**
  * Turns a denied verification into the admin error: UNAUTHENTICATED for a token that cannot
- * act at all, PERMISSION_DENIED for one that lacks the method's permission.
+ * act at all, PERMISSION_DENIED for one that lacks the method's permission. Also the answer
+ * of the other calls that present a token (AcquireSlot, WatchRevocations, introspection).
  */
-function denial(
+export function denial(
   code: VerifyCode,
   permission: string,
   retryAfterMs: number | undefined,
@@ -121,32 +123,68 @@ export type Authenticator = (method: string, context: CallContext) => Promise<Ca
  */
 export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authenticator {
   return async (method, context) => {
-    const token = bearerToken(context);
     const permission = (METHOD_PERMISSIONS as Record<string, string | undefined>)[method];
     if (permission === undefined) throw new Error(`no permission is defined for ${method}`);
-    const outcome = await verifier.verify({
-      purpose: "admin",
-      token,
-      requiredPermissions: CHECKED_BY_HANDLER.has(method) || permission === "" ? [] : [permission],
-      clientIp: context.peerAddress,
-      orgId: "",
-      method: context.method,
-      path: "",
-      requestId: scrubRequestId(context.header("x-request-id"), MAX_REQUEST_ID),
-    });
-    const record = outcome.record;
-    if (outcome.code !== VerifyCode.VALID || record === undefined) {
-      throw denial(outcome.code, permission, outcome.retryAfterMs);
-    }
-    return {
-      tokenId: record.id,
-      orgId: record.orgId,
-      teamId: record.teamId,
-      ownerId: record.ownerId,
-      type: record.type,
-      permissions: record.permissions,
-      isPlatform: record.permissions.includes(PLATFORM_ADMIN),
-      clientIp: context.peerAddress,
-    };
+    const required = CHECKED_BY_HANDLER.has(method) || permission === "" ? "" : permission;
+    return verifyCaller(verifier, context, required);
   };
+}
+
+/**
+ * Authenticates the bearer token of any call that needs one permission (`""`: none): the
+ * admin methods through {@link createAuthenticator}, and the verify-side and gateway calls
+ * that are not adapted with an authenticator (WatchRevocations: `tokens:watch`, OAuth
+ * introspection: `tokens:introspect`). Throws the admin error of {@link denial}.
+ */
+export async function verifyCaller(
+  verifier: Pick<Verifier, "verify">,
+  context: CallContext,
+  permission: string,
+): Promise<Caller> {
+  const record = await verifyPresented(
+    verifier,
+    context,
+    bearerToken(context),
+    permission,
+    "admin",
+  );
+  return {
+    tokenId: record.id,
+    orgId: record.orgId,
+    teamId: record.teamId,
+    ownerId: record.ownerId,
+    type: record.type,
+    permissions: record.permissions,
+    isPlatform: record.permissions.includes(PLATFORM_ADMIN),
+    clientIp: context.peerAddress,
+  };
+}
+
+/**
+ * Verifies a token presented to a call (the caller's bearer token, or the token field of
+ * AcquireSlot) from the call's peer address, requiring `permission` (`""`: none), and returns
+ * its record; a denial is thrown as the admin error of {@link denial}.
+ */
+export async function verifyPresented(
+  verifier: Pick<Verifier, "verify">,
+  context: CallContext,
+  token: string,
+  permission: string,
+  purpose: "admin" | "verify",
+): Promise<TokenRecord> {
+  const outcome = await verifier.verify({
+    purpose,
+    token,
+    requiredPermissions: permission === "" ? [] : [permission],
+    clientIp: context.peerAddress,
+    orgId: "",
+    method: context.method,
+    path: "",
+    requestId: scrubRequestId(context.header("x-request-id"), MAX_REQUEST_ID),
+  });
+  const record = outcome.record;
+  if (outcome.code !== VerifyCode.VALID || record === undefined) {
+    throw denial(outcome.code, permission, outcome.retryAfterMs);
+  }
+  return record;
 }

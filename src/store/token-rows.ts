@@ -52,6 +52,8 @@ export interface TokenRow {
   /** The first token of this token's rotation chain (its own id when it starts one). */
   readonly lineage_id: string;
   readonly secret_hash: Buffer;
+  /** Live concurrency-slot leases (slot_leases), 0 once the token is revoked or expired. */
+  readonly slots_in_use: number;
 }
 
 /**
@@ -123,7 +125,10 @@ export const TOKEN_COLUMNS = (q: Queryable) => q`
   allowed_cidrs::text[] AS allowed_cidrs, metadata, max_uses::text AS max_uses,
   use_count::text AS use_count, rate_limits, max_concurrent, create_time, update_time,
   expire_time, last_used_time, host(last_used_ip) AS last_used_ip, revoke_time, revoked_by,
-  revoke_reason, rotated_from, replaced_by, request_id, lineage_id, secret_hash`;
+  revoke_reason, rotated_from, replaced_by, request_id, lineage_id, secret_hash,
+  (SELECT count(*)::int FROM slot_leases l
+   WHERE l.token_id = tokens.id AND l.expire_time > now() AND tokens.revoke_time IS NULL
+     AND (tokens.expire_time IS NULL OR tokens.expire_time > now())) AS slots_in_use`;
 
 /** Rows that are not platform tokens, unless the scope reaches them. */
 export function platformSql(q: Queryable, scope: Scope): postgres.Fragment {

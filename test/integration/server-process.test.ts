@@ -289,7 +289,7 @@ describe("first start on an empty database", () => {
   });
 });
 
-describe("reflection, health and unimplemented methods over buf curl", () => {
+describe("reflection, health and slot input errors over buf curl", () => {
   const ctx = serverPerDescribe();
   const url = (path: string) => `http://${ctx.server.grpcAddr}${path}`;
 
@@ -312,7 +312,8 @@ describe("reflection, health and unimplemented methods over buf curl", () => {
     expect(JSON.parse(res.stdout)).toEqual({ status: "SERVING" });
   });
 
-  it("an unimplemented method answers UNIMPLEMENTED", async () => {
+  // Until #9 this asserted UNIMPLEMENTED for AcquireSlot; every contract method is served now.
+  it("AcquireSlot with an empty request answers invalid_argument naming token", async () => {
     const res = await bufCurl([
       "--reflect",
       "-d",
@@ -320,7 +321,14 @@ describe("reflection, health and unimplemented methods over buf curl", () => {
       url("/latchkey.v1.TokenVerifyService/AcquireSlot"),
     ]);
     expect(res.code).not.toBe(0);
-    expect(`${res.stdout}${res.stderr}`).toMatch(/"code":\s*"unimplemented"/);
+    expect(`${res.stdout}${res.stderr}`).toMatch(/"code":\s*"invalid_argument"/);
+    expect(`${res.stdout}${res.stderr}`).toContain("token");
+  });
+
+  it("reflection lists Envoy's ext_authz service", async () => {
+    const res = await bufCurl(["--reflect", "--list-services", url("")]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain("envoy.service.auth.v3.Authorization");
   });
 });
 

@@ -59,6 +59,7 @@ export function tokenMessage(row: TokenRow, nowMs: number): Token {
       }),
     ),
     maxConcurrent: row.max_concurrent,
+    slotsInUse: row.slots_in_use,
     displayHint: row.display_hint,
   });
   if (row.expire_time !== null) token.expireTime = timestampFromDate(row.expire_time);

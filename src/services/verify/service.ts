@@ -1,18 +1,25 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { TokenRecord } from "../../domain/token-record.js";
-import { unimplemented } from "../../errors.js";
 import {
   type TokenVerifyService,
   VerifyCode,
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../../gen/latchkey/v1/token_verify_service_pb.js";
+import type { Sql } from "../../store/db.js";
+import { createSlotRepo } from "../../store/slot-repo.js";
 import type { CallContext, ServiceHandlers } from "../context.js";
+import { createSlotHandlers } from "./slots.js";
 import type { Verifier } from "./types.js";
+import { createWatchHandler } from "./watch.js";
 
 export interface VerifyServiceDeps {
   readonly verifier: Verifier;
+  /** Slot leases and the revocation log (AcquireSlot…, WatchRevocations). */
+  readonly sql: Sql;
+  /** How often an idle WatchRevocations stream polls the log (default 250 ms). */
+  readonly watchPollMs?: number | undefined;
 }
 
 // Shared answers are frozen: nothing may change them, and the gRPC listener encodes a frozen
@@ -65,7 +72,7 @@ function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespo
  * TokenVerifyService on both listeners. VerifyToken answers every business denial as data
  * (valid=false and a code; identity fields whenever the token exists) and raises a gRPC error
  * only when latchkey itself cannot decide (UNAVAILABLE from the verifier). Slots and the
- * revocation stream belong to a later issue and answer UNIMPLEMENTED.
+ * revocation stream live in slots.ts and watch.ts.
  */
 export function createVerifyService(
   deps: VerifyServiceDeps,
@@ -102,18 +109,7 @@ export function createVerifyService(
         response.retryAfter = durationFromMs(outcome.retryAfterMs);
       return response;
     },
-    async acquireSlot() {
-      throw unimplemented("AcquireSlot");
-    },
-    async renewSlot() {
-      throw unimplemented("RenewSlot");
-    },
-    async releaseSlot() {
-      throw unimplemented("ReleaseSlot");
-    },
-    // biome-ignore lint/correctness/useYield: not implemented in this issue; throws on first pull.
-    async *watchRevocations() {
-      throw unimplemented("WatchRevocations");
-    },
+    ...createSlotHandlers({ verifier, slots: createSlotRepo(deps.sql) }),
+    ...createWatchHandler({ verifier, sql: deps.sql, pollMs: deps.watchPollMs }),
   };
 }

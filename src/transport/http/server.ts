@@ -9,6 +9,7 @@ import { type Served, servedServices } from "../rpc-adapter.js";
 import { connectHandler, type NodeHandler } from "./connect.js";
 import { isConsolePath, loadConsoleAssets, serveConsole } from "./console.js";
 import { applyCors } from "./cors.js";
+import type { HttpRoute } from "./gateway-http.js";
 import { sniffingServer } from "./h2c.js";
 import { isProbePath, type ProbeOptions, serveProbe } from "./probes.js";
 
@@ -30,6 +31,8 @@ interface HttpListenerOptions extends ProbeOptions {
   readonly closeGraceMs?: number | undefined;
   /** Origins allowed to call the API from a browser (LATCHKEY_CORS_ORIGINS); empty: CORS off. */
   readonly corsOrigins?: readonly string[] | undefined;
+  /** Plain endpoints beside the RPCs, by exact path, any method (/v1/check, /oauth2/introspect). */
+  readonly routes?: readonly HttpRoute[] | undefined;
 }
 
 export type HttpServerOptions = HttpListenerOptions & Served;
@@ -84,6 +87,7 @@ function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHand
   const { log } = opts;
   const consoleAssets = loadConsoleAssets();
   const corsOrigins = opts.corsOrigins ?? [];
+  const routes = new Map((opts.routes ?? []).map((r) => [r.path, r]));
   return (req, res) => {
     const start = performance.now();
     const url = req.url ?? "/";
@@ -102,7 +106,9 @@ function requestHandler(opts: HttpServerOptions, connect: NodeHandler): NodeHand
       if (probe) log.debug(line, "http request");
       else log.info(line, "http request");
     });
+    const route = routes.get(path);
     if (probe && req.method === "GET") serveProbe(path, res, opts);
+    else if (route !== undefined) route.handle(req, res);
     else if (isConsolePath(path)) serveConsole(path, req, res, consoleAssets);
     else if (!applyCors(corsOrigins, req, res)) connect(req, res);
   };

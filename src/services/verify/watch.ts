@@ -1,0 +1,116 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { TOKENS_WATCH } from "../../domain/permissions.js";
+import { invalidArgument, unavailable } from "../../errors.js";
+import type {
+  TokenVerifyService,
+  WatchRevocationsResponseSchema,
+} from "../../gen/latchkey/v1/token_verify_service_pb.js";
+import type { Sql } from "../../store/db.js";
+import { headCursor, isCursor, readEvents, type TokenEvent } from "../../store/token-events.js";
+import { verifyCaller } from "../auth.js";
+import type { ServiceHandlers } from "../context.js";
+import type { Verifier } from "./types.js";
+
+type Handlers = ServiceHandlers<typeof TokenVerifyService>;
+type WatchMessage = MessageInitShape<typeof WatchRevocationsResponseSchema>;
+
+export interface WatchDeps {
+  readonly verifier: Pick<Verifier, "verify">;
+  readonly sql: Sql;
+  /** How often an idle stream looks at the log (default 250 ms). */
+  readonly pollMs?: number | undefined;
+}
+
+/** Entries read per query; a stream catching up after a reconnect reads in pages of this. */
+const PAGE = 500;
+
+/** The kinds a watcher hears of: a token stopped being valid, or will stop sooner. */
+const STREAMED: ReadonlySet<string> = new Set(["revoked", "rotated", "expiry_shortened"]);
+
+function position(cursor: string): readonly [bigint, bigint] {
+  const dot = cursor.indexOf(".");
+  return [BigInt(cursor.slice(0, dot)), BigInt(cursor.slice(dot + 1))];
+}
+
+/** Whether log position `a` lies after `b`. */
+function after(a: string, b: string): boolean {
+  const [at, as] = position(a);
+  const [bt, bs] = position(b);
+  return at > bt || (at === bt && as > bs);
+}
+
+function message(e: TokenEvent): WatchMessage {
+  return {
+    event: {
+      tokenId: e.tokenId,
+      orgId: e.orgId,
+      reason: e.reason,
+      time: timestampFromDate(e.time),
+      cursor: e.cursor,
+    },
+  };
+}
+
+/** Resolves after `ms`, or at once when the client goes away. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/**
+ * WatchRevocations: streams revocations, rotation cut-overs and shortened expiries of the
+ * caller's org (every org for a platform caller) from the durable `token_events` log, polled
+ * every `pollMs`. The caller's bearer token needs `tokens:watch`. Each event carries its log
+ * position; a request with that cursor resumes right after it, on any instance and across
+ * restarts, with nothing missed or repeated (the log hands out only final entries, in order).
+ * An empty cursor starts from now.
+ */
+export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevocations"> {
+  const { verifier, sql } = deps;
+  const pollMs = deps.pollMs ?? 250;
+  const storage = async <T>(pending: Promise<T>): Promise<T> => {
+    try {
+      return await pending;
+    } catch (err) {
+      throw unavailable("token event log", err);
+    }
+  };
+  return {
+    async *watchRevocations(req, ctx) {
+      const caller = await verifyCaller(verifier, ctx, TOKENS_WATCH);
+      if (req.cursor !== "" && !isCursor(req.cursor)) {
+        throw invalidArgument([
+          { field: "cursor", description: "must be a cursor from an earlier RevocationEvent" },
+        ]);
+      }
+      const head = await storage(headCursor(sql));
+      if (req.cursor !== "" && after(req.cursor, head)) {
+        throw invalidArgument([
+          { field: "cursor", description: "lies beyond the end of the revocation log" },
+        ]);
+      }
+      let cursor = req.cursor === "" ? head : req.cursor;
+      const orgId = caller.isPlatform ? undefined : caller.orgId;
+      while (!ctx.signal.aborted) {
+        const events = await storage(readEvents(sql, cursor, { orgId, limit: PAGE }));
+        for (const e of events) {
+          cursor = e.cursor;
+          if (STREAMED.has(e.kind)) yield message(e);
+        }
+        if (events.length < PAGE) await pause(pollMs, ctx.signal);
+      }
+    },
+  };
+}
