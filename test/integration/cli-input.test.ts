@@ -1,25 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdminHarness, startAdminHarness } from "../helpers/admin-harness.js";
-import { type CliResult, type CliRun, runCli } from "../helpers/cli-runner.js";
+import { describe, expect, it } from "vitest";
+import { useCliHarness } from "../helpers/cli-harness.js";
+import type { CliResult } from "../helpers/cli-runner.js";
 
-let h: AdminHarness;
-let home: string;
-
-function cli(args: readonly string[], opts: CliRun = {}): Promise<CliResult> {
-  return runCli(args, {
-    ...opts,
-    env: {
-      HOME: home,
-      LATCHKEY_SERVER: `http://${h.address}`,
-      LATCHKEY_TOKEN: h.bootstrapSecret,
-      ...opts.env,
-    },
-  });
-}
+const t = useCliHarness({ server: true, bootstrap: true });
+const cli = t.cli;
 
 /** No Node stack trace, no "at file:line" frame, in either stream. */
 function expectNoStack(r: CliResult): void {
@@ -27,16 +12,6 @@ function expectNoStack(r: CliResult): void {
   expect(all).not.toMatch(/\n\s+at .+:\d+:\d+/);
   expect(all).not.toMatch(/node:internal|Error \[ERR_/);
 }
-
-beforeAll(async () => {
-  h = await startAdminHarness();
-  home = mkdtempSync(join(tmpdir(), "latchkey-cli-in-"));
-});
-
-afterAll(async () => {
-  await h.close();
-  rmSync(home, { recursive: true, force: true });
-});
 
 describe("bad input never ends in a stack trace", () => {
   it.each([
@@ -93,7 +68,7 @@ describe("bad input never ends in a stack trace", () => {
   });
 
   it("accepts --server host:port without a scheme", async () => {
-    const r = await cli(["tokens", "list", "--server", h.address], {
+    const r = await cli(["tokens", "list", "--server", t.h.address], {
       env: { LATCHKEY_SERVER: "" },
     });
     expect(r.code, r.stderr).toBe(0);
@@ -102,8 +77,8 @@ describe("bad input never ends in a stack trace", () => {
 
   it("exits quietly when the reader of a pipe goes away (tokens list | head -2)", async () => {
     for (let i = 0; i < 30; i++) {
-      await h
-        .client(h.bootstrapSecret)
+      await t.h
+        .client(t.h.bootstrapSecret)
         .createToken({ name: `pipe ${i}`, type: 2, teamId: "pipe", permissions: ["a:b"] });
     }
     const r = await cli(["tokens", "list", "--state", "all"], { pipeTo: "head -2" });
@@ -177,8 +152,8 @@ describe("help, version and completion", () => {
 
 describe("confirmation on a terminal", () => {
   async function newToken(name: string): Promise<string> {
-    const res = await h
-      .client(h.bootstrapSecret)
+    const res = await t.h
+      .client(t.h.bootstrapSecret)
       .createToken({ name, type: 2, teamId: "tty", permissions: ["a:b"] });
     return res.token?.id ?? "";
   }
@@ -189,11 +164,11 @@ describe("confirmation on a terminal", () => {
     expect(no.stdout).toContain(`Revoke ${id} ("ask me")?`);
     expect(no.stdout).toContain("cancelled; nothing was revoked");
     expect(no.code).toBe(1);
-    expect((await h.client(h.bootstrapSecret).getToken({ id })).token?.state).toBe(1);
+    expect((await t.h.client(t.h.bootstrapSecret).getToken({ id })).token?.state).toBe(1);
 
     const yes = await cli(["tokens", "revoke", id], { tty: true, input: "y\n" });
     expect(yes.code, yes.stdout).toBe(0);
-    expect((await h.client(h.bootstrapSecret).getToken({ id })).token?.state).toBe(3);
+    expect((await t.h.client(t.h.bootstrapSecret).getToken({ id })).token?.state).toBe(3);
 
     const other = await newToken("no question");
     const forced = await cli(["tokens", "revoke", other, "--yes"], { tty: true });

@@ -1,29 +1,13 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { mint } from "../../src/domain/mint.js";
 import { TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { createTokenRepo } from "../../src/store/token-repo.js";
-import { type AdminHarness, ORG_A, PREFIX, startAdminHarness } from "../helpers/admin-harness.js";
-import { type CliResult, type CliRun, runCli } from "../helpers/cli-runner.js";
+import { ORG_A, PREFIX } from "../helpers/admin-harness.js";
+import { useCliHarness } from "../helpers/cli-harness.js";
 
-let h: AdminHarness;
-let home: string;
-
-/** The built CLI as the bootstrap (platform) caller. */
-function cli(args: readonly string[], opts: CliRun = {}): Promise<CliResult> {
-  return runCli(args, {
-    ...opts,
-    env: {
-      HOME: home,
-      LATCHKEY_SERVER: `http://${h.address}`,
-      LATCHKEY_TOKEN: h.bootstrapSecret,
-      ...opts.env,
-    },
-  });
-}
+const t = useCliHarness({ server: true, bootstrap: true });
+const cli = t.cli;
 
 interface TokenJson {
   id: string;
@@ -56,16 +40,6 @@ async function createTeamToken(name: string, extra: string[] = []): Promise<Toke
   ]);
   return r.token;
 }
-
-beforeAll(async () => {
-  h = await startAdminHarness();
-  home = mkdtempSync(join(tmpdir(), "latchkey-cli-out-"));
-});
-
-afterAll(async () => {
-  await h.close();
-  rmSync(home, { recursive: true, force: true });
-});
 
 describe("tokens list output", () => {
   it("prints one JSON array holding every page; --limit stops early; yaml parses to the same", async () => {
@@ -100,7 +74,7 @@ describe("tokens list output", () => {
         expireTime: null,
       };
     });
-    await createTokenRepo(h.sql).insert(many);
+    await createTokenRepo(t.h.sql).insert(many);
     const all = await json<TokenJson[]>(["tokens", "list", "--team", "many"]);
     expect(all).toHaveLength(1_010);
     expect(new Set(all.map((t) => t.id)).size).toBe(1_010);
@@ -245,7 +219,7 @@ describe("audit list", () => {
     expect((await cli(["tokens", "revoke", made.token.id])).code).toBe(0);
     const denied = await cli(["verify", made.secret]);
     expect(denied.code).toBe(1);
-    await h.counts(); // flushes the verifier's audit buffer
+    await t.h.counts(); // flushes the verifier's audit buffer
     const deny = await json<{ decision: string; action: string }[]>([
       "audit",
       "list",
