@@ -26,10 +26,11 @@ function usageLine(c: Command): string {
 
 /** `latchkey --help`: every command with its summary, the global flags and exit codes. */
 export function mainHelp(commands: readonly Command[]): string {
-  const rows = commands.map((c) => [
-    `  ${c.name}${c.args === undefined ? "" : ` ${c.args}`}`,
-    c.summary,
-  ]);
+  const rows = [
+    ...commands.map((c) => [`  ${c.name}${c.args === undefined ? "" : ` ${c.args}`}`, c.summary]),
+    ["  completion bash|zsh|fish", "print a shell completion script"],
+    ["  help [COMMAND]", "show help (also: COMMAND --help)"],
+  ];
   return [
     "latchkey — the token authority's command line",
     "",
