@@ -2,37 +2,48 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CliEnvironment } from "./environment.js";
 
+/** What `latchkey login` keeps between runs. */
+export interface SavedLogin {
+  readonly token?: string;
+  readonly server?: string;
+}
+
 /** The file `latchkey login` writes, under the CLI's config directory. */
 export function configFile(dir: string): string {
   return join(dir, "config.json");
 }
 
-function savedToken(dir: string): string | undefined {
+/** The saved login; an absent or unreadable file is an empty one. */
+export function readSaved(dir: string): SavedLogin {
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(readFileSync(configFile(dir), "utf8"));
-    if (typeof parsed === "object" && parsed !== null && "token" in parsed) {
-      const token = (parsed as { token: unknown }).token;
-      return typeof token === "string" && token !== "" ? token : undefined;
-    }
+    parsed = JSON.parse(readFileSync(configFile(dir), "utf8"));
   } catch {
-    // No config file yet, or an unreadable one: no saved token.
+    return {};
   }
-  return undefined;
+  if (typeof parsed !== "object" || parsed === null) return {};
+  const text = (key: string): string | undefined => {
+    const v: unknown = Reflect.get(parsed, key);
+    return typeof v === "string" && v !== "" ? v : undefined;
+  };
+  const token = text("token");
+  const server = text("server");
+  return { ...(token === undefined ? {} : { token }), ...(server === undefined ? {} : { server }) };
 }
 
 /**
- * Stores the caller token for later runs. The directory is 0700 and the file 0600, because
- * the token is a live credential.
+ * Stores the caller token and server for later runs. The directory is 0700 and the file 0600,
+ * because the token is a live credential.
  * @returns the path written, for the user to see.
  */
-export function saveToken(dir: string, token: string): string {
+export function saveLogin(dir: string, login: SavedLogin): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(configFile(dir), `${JSON.stringify({ token })}\n`, { mode: 0o600 });
+  writeFileSync(configFile(dir), `${JSON.stringify(login)}\n`, { mode: 0o600 });
   return configFile(dir);
 }
 
-/** Forgets the saved token; a missing file is not an error, so logout is idempotent. */
-export function removeSavedToken(dir: string): void {
+/** Forgets the saved login; a missing file is not an error, so logout is idempotent. */
+export function removeSavedLogin(dir: string): void {
   rmSync(configFile(dir), { force: true });
 }
 
@@ -41,5 +52,5 @@ export function removeSavedToken(dir: string): void {
  * the file written by `latchkey login`.
  */
 export function callerToken(flag: string | undefined, env: CliEnvironment): string | undefined {
-  return flag ?? env.token ?? savedToken(env.configDir);
+  return flag ?? env.token ?? readSaved(env.configDir).token;
 }

@@ -4,16 +4,17 @@ const UNITS: Readonly<Record<string, number>> = {
   h: 3_600_000,
   d: 86_400_000,
   w: 604_800_000,
+  y: 31_536_000_000,
 };
 
 /**
- * Parses the CLI's human durations (`90s`, `15m`, `12h`, `30d`, `2w`, or combinations like
- * `1d12h`) into milliseconds. Strict on purpose: a typo must not silently become a lifetime.
+ * Parses the CLI's human durations (`90s`, `15m`, `12h`, `30d`, `2w`, `1y` = 365 days, or
+ * combinations like `1d12h`) into milliseconds. Strict on purpose: a typo must not silently become a lifetime.
  */
 export function parseDuration(text: string): number | undefined {
-  if (!/^(\d+[smhdw])+$/.test(text)) return undefined;
+  if (!/^(\d+[smhdwy])+$/.test(text)) return undefined;
   let total = 0;
-  for (const [, amount, unit] of text.matchAll(/(\d+)([smhdw])/g)) {
+  for (const [, amount, unit] of text.matchAll(/(\d+)([smhdwy])/g)) {
     const factor = unit === undefined ? undefined : UNITS[unit];
     if (amount === undefined || factor === undefined) return undefined;
     total += Number(amount) * factor;

@@ -46,6 +46,9 @@ export class AuditWriter {
   written = 0;
   /** Failed writes. */
   failures = 0;
+  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
+  flushes = 0;
+  flushSeconds = 0;
   private readonly maxBuffered: number;
   private readonly batchSize: number;
   private readonly method: AuditWriteMethod;
@@ -86,6 +89,7 @@ export class AuditWriter {
   private async writeOnce(): Promise<void> {
     const rows = this.buffer;
     this.buffer = [];
+    const started = performance.now();
     try {
       for (let i = 0; i < rows.length; i += 10_000) {
         const chunk = rows.length <= 10_000 ? rows : rows.slice(i, i + 10_000);
@@ -106,6 +110,9 @@ export class AuditWriter {
       const keep = Math.max(0, Math.min(room, rows.length));
       this.dropped += rows.length - keep;
       this.buffer = rows.slice(rows.length - keep).concat(this.buffer);
+    } finally {
+      this.flushes++;
+      this.flushSeconds += (performance.now() - started) / 1_000;
     }
   }
 

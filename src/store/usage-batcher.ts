@@ -32,6 +32,9 @@ export class UsageBatcher {
   /** Uses dropped because the map was full (counted, never silently lost). */
   dropped = 0;
   failures = 0;
+  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
+  flushes = 0;
+  flushSeconds = 0;
 
   constructor(private readonly options: UsageBatcherOptions) {
     this.maxTokens = options.maxTokens ?? 200_000;
@@ -78,6 +81,7 @@ export class UsageBatcher {
         lastUsedIp: p.lastIp === "" ? null : (normalizeIp(p.lastIp) ?? null),
       });
     }
+    const started = performance.now();
     try {
       for (let i = 0; i < deltas.length; i += 5_000) {
         await applyUsage(this.options.sql, deltas.slice(i, i + 5_000));
@@ -100,7 +104,15 @@ export class UsageBatcher {
           this.dropped += p.uses;
         }
       }
+    } finally {
+      this.flushes++;
+      this.flushSeconds += (performance.now() - started) / 1_000;
     }
+  }
+
+  /** Distinct tokens with uses waiting for the next flush (metrics). */
+  get pendingTokens(): number {
+    return this.pending.size;
   }
 
   /** Writes what is pending now (tests, shutdown). */

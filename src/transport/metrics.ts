@@ -1,5 +1,12 @@
-import { Counter, collectDefaultMetrics, type Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Registry } from "prom-client";
 import { VerifyCode } from "../gen/latchkey/v1/token_verify_service_pb.js";
+import {
+  type PostgresStatsSource,
+  registerScraped,
+  registerStatMetrics,
+  type StatSample,
+  type StorageStatsSource,
+} from "./metrics-stats.js";
 
 /** Short VerifyCode names (`VALID`, `MALFORMED`, …) used as the `code` label. */
 const VERIFY_CODE_LABELS: readonly string[] = (() => {
@@ -31,8 +38,11 @@ export const GRPC_CODE_NAMES: readonly string[] = [
   "UNAUTHENTICATED",
 ];
 
-/** Counters a verifier keeps itself and that are copied into the registry on each scrape. */
-export interface VerifyStatsSource {
+/**
+ * Counters a verifier keeps itself and that are copied into the registry on each scrape (the
+ * cache, audit, usage and Redis ones are optional, so a test may give only decisions).
+ */
+export interface VerifyStatsSource extends StorageStatsSource {
   /** Verifications by VerifyCode number. */
   readonly byCode: readonly number[];
   /** Audit rows dropped because the writer's buffer was full. */
@@ -57,13 +67,13 @@ export interface RpcMetrics {
 /** The registry served on /metrics and the instruments the listeners and services use. */
 export interface Metrics {
   readonly registry: Registry;
-  /** `rpc_requests_total{service,method,code}`; filled from {@link rpc} at scrape time. */
+  /** `latchkey_rpc_requests_total{service,method,code}`; filled from {@link rpc} at scrape time. */
   readonly rpcRequests: Counter<"service" | "method" | "code">;
-  /** `verify_decisions_total{code}` (VerifyCode without its prefix). */
+  /** `latchkey_verify_decisions_total{code}` (VerifyCode without its prefix). */
   readonly verifyDecisions: Counter<"code">;
-  /** `audit_dropped_total`. */
+  /** `latchkey_audit_dropped_total`. */
   readonly auditDropped: Counter;
-  /** What the adapter records each RPC into: rpc_requests_total and rpc_duration_seconds. */
+  /** What the adapter records each RPC into: latchkey_rpc_requests_total and _duration_seconds. */
   readonly rpc: RpcMetrics;
 }
 
@@ -71,13 +81,15 @@ export interface MetricsOptions {
   /** Node process metrics (event loop lag, heap, GC); on by default. */
   readonly defaultMetrics?: boolean;
   /**
-   * When given, verify_decisions_total and audit_dropped_total are read from the verifier's
-   * own counters at scrape time, so VerifyToken pays nothing for them per request.
+   * When given, latchkey_verify_decisions_total, the audit, cache, usage and Redis series are
+   * read from the verifier's own counters at scrape time, so VerifyToken pays nothing for them.
    */
   readonly verifyStats?: () => VerifyStatsSource;
+  /** When given, latchkey_postgres_up (a ping at scrape time) and the pool size. */
+  readonly postgres?: PostgresStatsSource;
 }
 
-/** Upper bounds (seconds) of rpc_duration_seconds. */
+/** Upper bounds (seconds) of latchkey_rpc_duration_seconds. */
 const DURATION_BOUNDS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 ];
@@ -109,47 +121,29 @@ class MethodSeries implements MethodRecorder {
   }
 }
 
-type DurationValue = {
-  labels: Record<string, string | number>;
-  value: number;
-  metricName: string;
-};
-
 /**
- * `rpc_duration_seconds{service,method}` as a registry metric read from {@link MethodSeries} at
- * scrape time. prom-client's Histogram hashes the label set on every observe, even on a bound
- * child (about 0.4 µs, as much as the rest of a cached VerifyToken's bookkeeping), so the
- * numbers are kept here and only formatted when /metrics is read.
+ * `latchkey_rpc_duration_seconds{service,method}` read from {@link MethodSeries} at scrape
+ * time. prom-client's Histogram hashes the label set on every observe, even on a bound child
+ * (about 0.4 µs, as much as the rest of a cached VerifyToken's bookkeeping), so the numbers are
+ * kept here and only formatted when /metrics is read.
  */
-function durationHistogram(series: ReadonlyMap<string, MethodSeries>) {
-  const name = "rpc_duration_seconds";
-  const help =
-    "Time spent handling an RPC, from decoded request to response handed to the transport.";
-  return {
-    name,
-    help,
-    type: "histogram",
-    aggregator: "sum",
-    reset(): void {},
-    async get() {
-      const values: DurationValue[] = [];
-      for (const s of series.values()) {
-        if (s.count === 0) continue;
-        const labels = { service: s.service, method: s.method };
-        let acc = 0;
-        DURATION_BOUNDS.forEach((le, i) => {
-          acc += s.buckets[i] ?? 0;
-          values.push({ labels: { ...labels, le }, value: acc, metricName: `${name}_bucket` });
-        });
-        values.push(
-          { labels: { ...labels, le: "+Inf" }, value: s.count, metricName: `${name}_bucket` },
-          { labels, value: s.sum, metricName: `${name}_sum` },
-          { labels, value: s.count, metricName: `${name}_count` },
-        );
-      }
-      return { name, help, type: "histogram", aggregator: "sum", values };
-    },
-  };
+function durationSamples(series: ReadonlyMap<string, MethodSeries>): StatSample[] {
+  const values: StatSample[] = [];
+  for (const s of series.values()) {
+    if (s.count === 0) continue;
+    const labels = { service: s.service, method: s.method };
+    let acc = 0;
+    DURATION_BOUNDS.forEach((le, i) => {
+      acc += s.buckets[i] ?? 0;
+      values.push({ labels: { ...labels, le }, value: acc, suffix: "_bucket" });
+    });
+    values.push(
+      { labels: { ...labels, le: "+Inf" }, value: s.count, suffix: "_bucket" },
+      { labels, value: s.sum, suffix: "_sum" },
+      { labels, value: s.count, suffix: "_count" },
+    );
+  }
+  return values;
 }
 
 /**
@@ -165,7 +159,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   // bound child: about 1 µs a call); they are copied into the counter when /metrics is read.
   const series = new Map<string, MethodSeries>();
   const rpcRequests = new Counter({
-    name: "rpc_requests_total",
+    name: "latchkey_rpc_requests_total",
     help: "RPCs handled, by service, method and gRPC status code.",
     labelNames: ["service", "method", "code"] as const,
     registers: [registry],
@@ -184,10 +178,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       }
     },
   });
-  // A registry metric in all but class: prom-client only calls get() and reset() on it.
-  registry.registerMetric(durationHistogram(series) as unknown as Histogram);
+  registerScraped(
+    registry,
+    "latchkey_rpc_duration_seconds",
+    "histogram",
+    "Time spent handling an RPC, from decoded request to response handed to the transport.",
+    () => durationSamples(series),
+  );
   const verifyDecisions = new Counter({
-    name: "verify_decisions_total",
+    name: "latchkey_verify_decisions_total",
     help: "Token verifications by decision code.",
     labelNames: ["code"] as const,
     registers: [registry],
@@ -205,7 +204,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         }),
   });
   const auditDropped = new Counter({
-    name: "audit_dropped_total",
+    name: "latchkey_audit_dropped_total",
     help: "Audit rows dropped because the audit writer could not keep up or storage was down.",
     registers: [registry],
     ...(verifyStats === undefined
@@ -218,6 +217,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
           },
         }),
   });
+
+  if (verifyStats !== undefined) registerStatMetrics(registry, verifyStats, options.postgres);
 
   const rpc: RpcMetrics = {
     method(fullMethod) {

@@ -12,6 +12,8 @@ export const ORG_A = "org-a";
 /** A running admin server on a fresh database, with the bootstrap (platform) token of org A. */
 export interface AdminHarness {
   readonly sql: Sql;
+  /** The test database's URL (for tools that connect themselves, e.g. `latchkey admin bootstrap`). */
+  readonly databaseUrl: string;
   /** The gRPC listener (`127.0.0.1:port`). */
   readonly address: string;
   /** The HTTP listener (`http://127.0.0.1:port`): Connect, gRPC-Web, h2c, /readyz, /metrics. */
@@ -54,6 +56,7 @@ export async function startAdminHarness(opts: { redis?: TestRedis } = {}): Promi
   });
   return {
     sql: db.sql,
+    databaseUrl: db.url,
     address: server.grpcAddress,
     httpUrl: server.httpUrl,
     bootstrapSecret,

@@ -1,39 +1,16 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminHarness, startAdminHarness } from "../helpers/admin-harness.js";
-
-const run = promisify(execFile);
-const CLI = resolve(import.meta.dirname, "../../dist/src/cli/main.js");
-
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+import { type CliResult, runCli } from "../helpers/cli-runner.js";
 
 let h: AdminHarness;
 let home: string;
 
 /** Runs the built `latchkey` CLI with a clean environment (HOME in a temp dir). */
-async function cli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: home,
-        LATCHKEY_SERVER: `http://${h.address}`,
-        ...env,
-      },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
+function cli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCli(args, { env: { HOME: home, LATCHKEY_SERVER: `http://${h.address}`, ...env } });
 }
 
 beforeAll(async () => {
@@ -127,7 +104,7 @@ describe("latchkey CLI against a real server", () => {
     const bad = await create("--type", "robot");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--type: expected one of personal, team, cicd, ephemeral");
-    const ttl = await create("--type", "cicd", "--ttl", "1y");
+    const ttl = await create("--type", "cicd", "--ttl", "1x");
     expect(ttl.code).toBe(2);
     expect(ttl.stderr).toContain("--ttl");
   });

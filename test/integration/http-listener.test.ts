@@ -228,13 +228,13 @@ describe("GET /readyz", () => {
 });
 
 describe("GET /metrics", () => {
-  /** verify_decisions_total by code label, as scraped. */
+  /** latchkey_verify_decisions_total by code label, as scraped. */
   async function decisions(): Promise<Record<string, number>> {
     const res = await fetch(`${h.httpUrl}/metrics`);
     expect(res.status).toBe(200);
     const out: Record<string, number> = {};
     for (const m of (await res.text()).matchAll(
-      /^verify_decisions_total\{code="(\w+)"\} (\d+)$/gm,
+      /^latchkey_verify_decisions_total\{code="(\w+)"\} (\d+)$/gm,
     )) {
       out[m[1] ?? ""] = Number(m[2]);
     }

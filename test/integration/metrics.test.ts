@@ -80,10 +80,10 @@ function deltas(before: Map<string, number>, after: Map<string, number>) {
     const sm = { service, method };
     return {
       call: `${method} ${code}`,
-      requests: moved(key("rpc_requests_total", { ...sm, code })),
-      durations: moved(key("rpc_duration_seconds_count", sm)),
-      infBucket: moved(key("rpc_duration_seconds_bucket", { ...sm, le: "+Inf" })),
-      summed: moved(key("rpc_duration_seconds_sum", sm)) > 0,
+      requests: moved(key("latchkey_rpc_requests_total", { ...sm, code })),
+      durations: moved(key("latchkey_rpc_duration_seconds_count", sm)),
+      infBucket: moved(key("latchkey_rpc_duration_seconds_bucket", { ...sm, le: "+Inf" })),
+      summed: moved(key("latchkey_rpc_duration_seconds_sum", sm)) > 0,
     };
   });
 }

@@ -415,14 +415,14 @@ describe("HTTP listener (connect-node)", () => {
     const m = await get("/metrics");
     expect(m.status).toBe(200);
     expect(m.body).toMatch(
-      /rpc_requests_total\{service="latchkey.v1.TokenAdminService",method="GetToken",code="INVALID_ARGUMENT"\} [1-9]/,
+      /latchkey_rpc_requests_total\{service="latchkey.v1.TokenAdminService",method="GetToken",code="INVALID_ARGUMENT"\} [1-9]/,
     );
     expect(m.body).toMatch(
-      /rpc_requests_total\{service="latchkey.v1.TokenVerifyService",method="VerifyToken",code="OK"\} [1-9]/,
+      /latchkey_rpc_requests_total\{service="latchkey.v1.TokenVerifyService",method="VerifyToken",code="OK"\} [1-9]/,
     );
-    expect(m.body).toContain("# TYPE rpc_duration_seconds histogram");
-    expect(m.body).toContain('verify_decisions_total{code="MALFORMED"} 1');
-    expect(m.body).toContain("audit_dropped_total 2");
+    expect(m.body).toContain("# TYPE latchkey_rpc_duration_seconds histogram");
+    expect(m.body).toContain('latchkey_verify_decisions_total{code="MALFORMED"} 1');
+    expect(m.body).toContain("latchkey_audit_dropped_total 2");
     expect(m.body).toContain("process_cpu_user_seconds_total");
   });
 

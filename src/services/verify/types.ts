@@ -79,6 +79,15 @@ export interface VerifierStats {
   readonly usageDropped: number;
   readonly redisErrors: number;
   readonly redisUndelivered: number;
+  /** Audit and usage writes, and the seconds they took in all (flush latency). */
+  readonly auditFlushes: number;
+  readonly auditFlushSeconds: number;
+  readonly usagePending: number;
+  readonly usageFlushes: number;
+  readonly usageFlushSeconds: number;
+  /** Redis connection state; undefined without REDIS_URL. */
+  readonly redisReady: boolean | undefined;
+  readonly redisSubscribed: boolean | undefined;
 }
 
 /** The verifier with the extras main.ts wires to /metrics and /readyz. */

@@ -153,6 +153,13 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
       usageDropped: usage.dropped,
       redisErrors: redis?.errors ?? 0,
       redisUndelivered: redis?.undeliveredCount ?? 0,
+      auditFlushes: audit?.flushes ?? 0,
+      auditFlushSeconds: audit?.flushSeconds ?? 0,
+      usagePending: usage.pendingTokens,
+      usageFlushes: usage.flushes,
+      usageFlushSeconds: usage.flushSeconds,
+      redisReady: redis?.ready,
+      redisSubscribed: redis?.subscribed,
     }),
     redisHealthy: async () => (redis === undefined ? true : redis.ping()),
   };
