@@ -83,7 +83,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
   const metrics = createMetrics({
     defaultMetrics: deps.defaultMetrics ?? true,
     verifyStats: () => verifier.stats(),
-    postgres: { up: () => ping(deps.sql, 1_000), poolSize: deps.sql.options.max },
+    postgres: { poolSize: deps.sql.options.max },
   });
   const services = adaptLatchkey(await createServices(deps), {
     log,

@@ -62,7 +62,6 @@ export interface StorageStatsSource {
 
 /** Postgres as /metrics reports it: reachable now, and the pool's configured size. */
 export interface PostgresStatsSource {
-  up(): Promise<boolean>;
   readonly poolSize: number;
 }
 
@@ -152,7 +151,7 @@ export function registerStatMetrics(
   );
 
   reg(
-    "latchkey_redis_up",
+    "latchkey_redis_connection_up",
     "gauge",
     "1 when the Redis connection (commands, or the revocation subscriber) is ready; absent without REDIS_URL.",
     (s) => [
@@ -174,13 +173,6 @@ export function registerStatMetrics(
   );
 
   if (postgres !== undefined) {
-    registerScraped(
-      registry,
-      "latchkey_postgres_up",
-      "gauge",
-      "1 when Postgres answers a ping within 1 s at scrape time.",
-      async () => [{ value: (await postgres.up()) ? 1 : 0 }],
-    );
     registerScraped(
       registry,
       "latchkey_postgres_pool_max_connections",

@@ -85,7 +85,7 @@ export interface MetricsOptions {
    * read from the verifier's own counters at scrape time, so VerifyToken pays nothing for them.
    */
   readonly verifyStats?: () => VerifyStatsSource;
-  /** When given, latchkey_postgres_up (a ping at scrape time) and the pool size. */
+  /** When given, the pool size (latchkey_postgres_up comes from the readiness monitor). */
   readonly postgres?: PostgresStatsSource;
 }
 

@@ -55,8 +55,14 @@ beforeAll(async () => {
   await verify.verifyToken({ token: secret ?? "" });
   await verify.verifyToken({ token: "not-a-token" });
   await verifier.flush();
-  const res = await fetch(`http://127.0.0.1:${instance.httpPort}/metrics`);
-  body = await res.text();
+  // The readiness gauges are set by the first readiness check, which runs beside the first calls.
+  const deadline = Date.now() + 10_000;
+  do {
+    const res = await fetch(`http://127.0.0.1:${instance.httpPort}/metrics`);
+    body = await res.text();
+    if (/^latchkey_postgres_up 1$/m.test(body)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  } while (Date.now() < deadline);
 });
 
 afterAll(async () => {
@@ -103,7 +109,7 @@ describe("/metrics names", () => {
     expect(body).toMatch(/^latchkey_verify_decisions_total\{code="MALFORMED"\} 1$/m);
     expect(body).toMatch(/^latchkey_audit_flush_duration_seconds_count [1-9]/m);
     if (redis !== undefined) {
-      expect(body).toMatch(/^latchkey_redis_up\{connection="commands"\} 1$/m);
+      expect(body).toMatch(/^latchkey_redis_connection_up\{connection="commands"\} 1$/m);
     }
   });
 });
@@ -126,7 +132,7 @@ describe("docs/grafana-dashboard.json", () => {
 
   it("queries only names that /metrics serves", () => {
     const served = sampleNames(body);
-    const redisNames = [...referenced].filter((n) => n.startsWith("latchkey_redis_up"));
+    const redisNames = [...referenced].filter((n) => n.startsWith("latchkey_redis_"));
     const missing = [...referenced].filter(
       (n) => !served.has(n) && !(redis === undefined && redisNames.includes(n)),
     );
