@@ -1,6 +1,6 @@
 import { createAdminService } from "./services/admin/index.js";
 import { createAuthenticator } from "./services/auth.js";
-import { createVerifyService } from "./services/verify/service.js";
+import { createVerifyService, type VerifyCallerAuth } from "./services/verify/service.js";
 import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { createAuditRepo } from "./store/audit-repo.js";
 import { ping, type Sql, serverKey } from "./store/db.js";
@@ -27,6 +27,8 @@ export interface InstanceDeps {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Process metrics (CPU, memory, event loop) in /metrics; off in tests. */
   readonly defaultMetrics?: boolean;
+  /** LATCHKEY_VERIFY_AUTH: `token` requires a `tokens:verify` bearer on TokenVerifyService. */
+  readonly verifyAuth?: VerifyCallerAuth | undefined;
 }
 
 /** One running instance: both listeners serving the same two service implementations. */
@@ -55,7 +57,7 @@ async function createServices(deps: InstanceDeps): Promise<LatchkeyHandlers> {
       pageKey,
       log,
     }),
-    verify: createVerifyService({ verifier }),
+    verify: createVerifyService({ verifier, callerAuth: deps.verifyAuth }),
   };
 }
 

@@ -33,6 +33,11 @@ export interface Config {
   readonly workers: number;
   /** Database pool size per process. */
   readonly databasePoolSize: number;
+  // --- verification hardening (issues 8, 13) ---
+  /** Who may call TokenVerifyService: anyone, or bearers of `tokens:verify`. */
+  readonly verifyAuth: "off" | "token";
+  /** Lookups of unknown tokens per peer per second (burst twice that); 0 turns the limit off. */
+  readonly verifyUnknownPerPeer: number;
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -176,6 +181,9 @@ export function loadConfig(env: Env = process.env): Config {
     cacheMaxStalenessMs: int("LATCHKEY_CACHE_MAX_STALENESS_MS", 30_000, 0, 3_600_000),
     workers: int("LATCHKEY_WORKERS", 1, 1, 64),
     databasePoolSize: int("LATCHKEY_DATABASE_POOL_SIZE", 10, 1, 200),
+    // --- verification hardening (issues 8, 13) ---
+    verifyAuth: oneOf("LATCHKEY_VERIFY_AUTH", ["off", "token"] as const, "off"),
+    verifyUnknownPerPeer: int("LATCHKEY_VERIFY_UNKNOWN_PER_PEER", 50, 0, 1_000_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

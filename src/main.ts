@@ -114,6 +114,10 @@ async function serve(
     cacheSize: config.cacheSize,
     cacheMaxStalenessMs: config.cacheMaxStalenessMs,
     redisUrl: config.redisUrl,
+    unknownLookups: {
+      perSecond: config.verifyUnknownPerPeer,
+      burst: 2 * config.verifyUnknownPerPeer,
+    },
     log,
   });
   let instance: Instance;
@@ -127,6 +131,7 @@ async function serve(
       grpcListen: formatHostPort(config.grpcListen),
       httpListen: formatHostPort(config.httpListen),
       tls: config.tls,
+      verifyAuth: config.verifyAuth,
     });
   } catch (err) {
     await verifier.close();

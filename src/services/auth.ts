@@ -110,6 +110,48 @@ function denial(
 /** Authenticates one call of a method: resolves with its caller or throws the admin error. */
 export type Authenticator = (method: string, context: CallContext) => Promise<Caller>;
 
+/** What a TokenVerifyService caller must hold when LATCHKEY_VERIFY_AUTH=token. */
+export const VERIFY_CALLER_PERMISSION = "tokens:verify";
+
+/**
+ * Authenticates the bearer token of a call and checks one permission ("" for none). The token
+ * is verified with purpose "admin": taken from Postgres or from a record this instance read
+ * from Postgres within the last second — never from a Redis record alone, so whoever can write
+ * to Redis cannot mint a caller — and a denial is audited as `auth.denied`.
+ */
+export async function authenticateCaller(
+  verifier: Pick<Verifier, "verify">,
+  context: CallContext,
+  permission: string,
+): Promise<Caller> {
+  const token = bearerToken(context);
+  const outcome = await verifier.verify({
+    purpose: "admin",
+    token,
+    requiredPermissions: permission === "" ? [] : [permission],
+    clientIp: context.peerAddress,
+    peer: context.peerAddress,
+    orgId: "",
+    method: context.method,
+    path: "",
+    requestId: context.header("x-request-id") ?? "",
+  });
+  const record = outcome.record;
+  if (outcome.code !== VerifyCode.VALID || record === undefined) {
+    throw denial(outcome.code, permission, outcome.retryAfterMs);
+  }
+  return {
+    tokenId: record.id,
+    orgId: record.orgId,
+    teamId: record.teamId,
+    ownerId: record.ownerId,
+    type: record.type,
+    permissions: record.permissions,
+    isPlatform: record.permissions.includes(PLATFORM_ADMIN),
+    clientIp: context.peerAddress,
+  };
+}
+
 /**
  * The one authentication and authorization gate of TokenAdminService, called once per call by
  * the adapter on both listeners. It verifies the bearer token with the same core as
@@ -119,32 +161,8 @@ export type Authenticator = (method: string, context: CallContext) => Promise<Ca
  */
 export function createAuthenticator(verifier: Pick<Verifier, "verify">): Authenticator {
   return async (method, context) => {
-    const token = bearerToken(context);
     const permission = (METHOD_PERMISSIONS as Record<string, string | undefined>)[method];
     if (permission === undefined) throw new Error(`no permission is defined for ${method}`);
-    const outcome = await verifier.verify({
-      purpose: "admin",
-      token,
-      requiredPermissions: CHECKED_BY_HANDLER.has(method) || permission === "" ? [] : [permission],
-      clientIp: context.peerAddress,
-      orgId: "",
-      method: context.method,
-      path: "",
-      requestId: context.header("x-request-id") ?? "",
-    });
-    const record = outcome.record;
-    if (outcome.code !== VerifyCode.VALID || record === undefined) {
-      throw denial(outcome.code, permission, outcome.retryAfterMs);
-    }
-    return {
-      tokenId: record.id,
-      orgId: record.orgId,
-      teamId: record.teamId,
-      ownerId: record.ownerId,
-      type: record.type,
-      permissions: record.permissions,
-      isPlatform: record.permissions.includes(PLATFORM_ADMIN),
-      clientIp: context.peerAddress,
-    };
+    return authenticateCaller(verifier, context, CHECKED_BY_HANDLER.has(method) ? "" : permission);
   };
 }

@@ -34,6 +34,7 @@ class MemorySource implements TokenSource {
       ...{ name: "t", type: TokenType.PERSONAL, orgId: "org-a", teamId: "", ownerId: "u" },
       ...{ permissions: ["*"], allowedCidrs: [], metadata: {}, expireTimeMs: null },
       ...{ revokeTimeMs: null, maxUses: null, useCount: 0, rateLimits: [], maxConcurrent: 0 },
+      ...{ version: 1, readAtMs: 0 },
       ...over,
     };
     this.rows.set(hashToken(secret).toString("hex"), row);
@@ -56,7 +57,7 @@ class MemorySource implements TokenSource {
     this.loads++;
     if (this.down) throw new Error("connection refused");
     const row = this.rows.get(Buffer.from(secretHash).toString("hex"));
-    const snapshot = row === undefined ? undefined : { ...row };
+    const snapshot = row === undefined ? undefined : { ...row, readAtMs: this.clock() };
     if (this.gate !== undefined) await this.gate;
     return snapshot;
   }
@@ -75,7 +76,7 @@ class MemorySource implements TokenSource {
       row.useCount++;
       return { ok: true, useCount: row.useCount, maxUses: row.maxUses };
     }
-    return { ok: false, record: row === undefined ? undefined : { ...row } };
+    return { ok: false, record: row === undefined ? undefined : { ...row, readAtMs: now } };
   }
 }
 
@@ -162,9 +163,13 @@ describe("MALFORMED", () => {
       expect((await r.verify(token)).code).toBe(VerifyCode.MALFORMED);
     }
     expect(r.source.loads).toBe(0);
-    expect(r.audit.map((a) => [a.code, a.tokenId, a.orgId])).toEqual(
-      Array(4).fill(["MALFORMED", "", ""]),
-    );
+    // Sampled per peer (13.5): the first row at once, the rest of the window as one summary.
+    expect(r.audit.map((a) => [a.code, a.tokenId, a.orgId])).toEqual([["MALFORMED", "", ""]]);
+    r.pipeline.drainSamples();
+    expect(r.audit.map((a) => [a.code, a.tokenId, a.orgId, a.details?.suppressed])).toEqual([
+      ["MALFORMED", "", "", undefined],
+      ["MALFORMED", "", "", 3],
+    ]);
   });
 });
 

@@ -1,19 +1,29 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { normalizeIp } from "../../domain/cidr.js";
 import type { TokenRecord } from "../../domain/token-record.js";
-import { unimplemented } from "../../errors.js";
+import { invalidArgument, unimplemented } from "../../errors.js";
 import {
   type TokenVerifyService,
   VerifyCode,
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../../gen/latchkey/v1/token_verify_service_pb.js";
+import { authenticateCaller, VERIFY_CALLER_PERMISSION } from "../auth.js";
 import type { CallContext, ServiceHandlers } from "../context.js";
 import type { Verifier } from "./types.js";
 
+/** Who may call TokenVerifyService: anyone (`off`), or bearers of `tokens:verify` (`token`). */
+export type VerifyCallerAuth = "off" | "token";
+
 export interface VerifyServiceDeps {
   readonly verifier: Verifier;
+  /** LATCHKEY_VERIFY_AUTH (default `off`). */
+  readonly callerAuth?: VerifyCallerAuth | undefined;
 }
+
+/** The gateway-facing methods that LATCHKEY_VERIFY_AUTH=token closes to anonymous callers. */
+const GUARDED = ["verifyToken", "acquireSlot", "renewSlot", "releaseSlot"] as const;
 
 // Shared answers are frozen: nothing may change them, and the gRPC listener encodes a frozen
 // message once and reuses the bytes.
@@ -71,8 +81,16 @@ export function createVerifyService(
   deps: VerifyServiceDeps,
 ): ServiceHandlers<typeof TokenVerifyService> {
   const { verifier } = deps;
-  return {
+  const handlers: ServiceHandlers<typeof TokenVerifyService> = {
     async verifyToken(request, context: CallContext) {
+      if (request.clientIp !== "" && normalizeIp(request.clientIp) === undefined) {
+        throw invalidArgument([
+          {
+            field: "client_ip",
+            description: "not an IPv4 or IPv6 address (leave it empty when unknown)",
+          },
+        ]);
+      }
       const outcome = await verifier.verify({
         token: request.token,
         requiredPermissions: request.requiredPermissions,
@@ -82,6 +100,7 @@ export function createVerifyService(
         path: request.path,
         requestId:
           request.requestId !== "" ? request.requestId : (context.header("x-request-id") ?? ""),
+        peer: context.peerAddress,
         purpose: "verify",
       });
       const record = outcome.record;
@@ -116,4 +135,15 @@ export function createVerifyService(
       throw unimplemented("WatchRevocations");
     },
   };
+  if (deps.callerAuth !== "token") return handlers;
+  // Authentication first, so an anonymous caller learns nothing, not even about its input.
+  const guarded = { ...handlers };
+  for (const name of GUARDED) {
+    const inner = handlers[name] as (request: never, context: CallContext) => Promise<unknown>;
+    (guarded as Record<string, unknown>)[name] = async (request: never, context: CallContext) => {
+      await authenticateCaller(verifier, context, VERIFY_CALLER_PERMISSION);
+      return inner(request, context);
+    };
+  }
+  return guarded;
 }
