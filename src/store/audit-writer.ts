@@ -56,11 +56,16 @@ export class AuditWriter {
   written = 0;
   /** Failed writes. */
   failures = 0;
+  /** Reserved connections not handed back after a failed COPY (see copy()). */
+  abandoned = 0;
   /** Failed writes in a row (0 after a success); sets the backoff. */
   private streak = 0;
   private retryAtMs = 0;
-  /** The last COPY never completed: write the next batch with INSERT, which reports errors. */
-  private insertNext = false;
+  /**
+   * A COPY did not complete in time: until then, batches go by INSERT, which reports its errors
+   * and runs on pooled connections.
+   */
+  private copyPausedUntilMs = 0;
   private readonly maxBuffered: number;
   private readonly batchSize: number;
   private readonly method: AuditWriteMethod;
@@ -107,9 +112,8 @@ export class AuditWriter {
     try {
       while (done < rows.length) {
         const chunk = rows.length <= 10_000 ? rows : rows.slice(done, done + 10_000);
-        if (this.method === "copy" && !this.insertNext) await this.copy(chunk);
+        if (this.method === "copy" && Date.now() >= this.copyPausedUntilMs) await this.copy(chunk);
         else await this.insert(chunk);
-        this.insertNext = false;
         this.written += chunk.length;
         done += chunk.length;
       }
@@ -120,7 +124,7 @@ export class AuditWriter {
       this.retryAtMs = Date.now() + backoffMs(this.streak, this.options.maxBackoffMs ?? 2_000);
       this.options.onError?.(err);
       const left = done === 0 ? rows : rows.slice(done);
-      if (err instanceof RetryableError) this.insertNext = true;
+      if (err instanceof RetryableError) this.copyPausedUntilMs = Date.now() + 60_000;
       else if (!isRetryableDbError(err)) {
         // Postgres refused the data itself: retrying would block every later row.
         this.dropped += left.length;
@@ -151,7 +155,10 @@ export class AuditWriter {
     // COPY runs on a reserved connection: on a pooled one postgres.js may pipeline another
     // query onto the connection while it is in copy-in mode, and Postgres then drops the
     // connection ("protocol synchronization was lost"), failing verifications that shared it.
-    const reserved = await this.options.sql.reserve();
+    const timeoutMs = this.options.copyTimeoutMs ?? 5_000;
+    const reserving = this.options.sql.reserve();
+    const reserved = await bounded(reserving, timeoutMs, "reserving a connection for COPY");
+    let reusable = false;
     try {
       const stream = await reserved`
         COPY audit_events (id, time, org_id, actor_id, action, token_id, decision, code,
@@ -159,20 +166,20 @@ export class AuditWriter {
       stream.end(text);
       // postgres.js resolves the COPY when the server asks for data and reports completion
       // only through the stream's finish; if the connection dies (or the server refuses the
-      // data) after the data was sent, finish never comes. Bounded here, and retried.
-      const timeoutMs = this.options.copyTimeoutMs ?? 5_000;
-      const ac = new AbortController();
-      const timer = setTimeout(() => ac.abort(), timeoutMs);
-      try {
-        await once(stream, "finish", { signal: ac.signal });
-      } catch (err) {
-        if (ac.signal.aborted) throw new RetryableError(`COPY did not complete in ${timeoutMs} ms`);
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      // data) after the data was sent, finish never comes. Bounded, and retried.
+      await bounded(once(stream, "finish"), timeoutMs, "COPY completion");
+      reusable = true;
+    } catch (err) {
+      // A server error leaves the connection usable; a connection error or a timeout may not.
+      reusable = !(err instanceof RetryableError) && !isRetryableDbError(err);
+      throw err;
     } finally {
-      reserved.release();
+      // postgres.js puts a released connection back among the open ones even when it closed
+      // meanwhile, and the next query on it throws from a timer (an uncaught TypeError, which
+      // kills the process). A connection that failed is left to the pool's own reconnect
+      // (a closed one is already back in its closed queue), at worst one wedged slot leaked.
+      if (reusable) reserved.release();
+      else this.abandoned++;
     }
   }
 
@@ -236,6 +243,34 @@ export class AuditWriter {
       this.buffer = [];
       this.options.onDropped?.();
     }
+  }
+}
+
+/**
+ * `p`, or a RetryableError after `ms`. A value that arrives late is a reserved connection
+ * nobody will use: it is released then (close-safe: it was open when it arrived).
+ */
+async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(new RetryableError(`${what} did not complete in ${ms} ms`));
+    }, ms);
+  });
+  p.then(
+    (v) => {
+      if (late && typeof v === "function" && "release" in v && typeof v.release === "function") {
+        v.release();
+      }
+    },
+    () => {},
+  );
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
