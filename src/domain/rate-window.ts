@@ -61,8 +61,8 @@ interface Bucket {
 
 /**
  * A token bucket per key (e.g. per peer address), bounded in keys: what keeps one caller from
- * spending another's share of an expensive path. `allows` only looks; `spend` takes one token,
- * so a budget can be charged after the fact (when the result turned out to be the costly kind).
+ * spending another's share of an expensive path. A token is taken before the work and can be
+ * refunded when the work turned out not to be the kind the budget limits.
  */
 export class KeyedBudget {
   private readonly buckets = new Map<string, Bucket>();
@@ -83,14 +83,11 @@ export class KeyedBudget {
     return b;
   }
 
-  /** True while `key` has at least one token left. */
-  allows(key: string, nowMs: number): boolean {
-    const b = this.refill(key, nowMs);
-    return b === undefined || b.tokens >= 1;
-  }
-
-  /** Takes one token from `key` (never below zero). */
-  spend(key: string, nowMs: number): void {
+  /**
+   * Takes one token from `key` if it has one (true), else takes nothing (false). Taking before
+   * the costly work, not after, keeps concurrent callers from all passing on the last token.
+   */
+  take(key: string, nowMs: number): boolean {
     let b = this.refill(key, nowMs);
     if (b === undefined) {
       if (this.buckets.size >= this.maxKeys) {
@@ -100,7 +97,15 @@ export class KeyedBudget {
       b = { tokens: this.burst, atMs: nowMs };
       this.buckets.set(key, b);
     }
-    b.tokens = Math.max(0, b.tokens - 1);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Gives back a token taken for work that turned out not to be the costly kind. */
+  refund(key: string): void {
+    const b = this.buckets.get(key);
+    if (b !== undefined) b.tokens = Math.min(this.burst, b.tokens + 1);
   }
 
   /** Milliseconds until `key` has a token again (0 when it has one). */

@@ -283,18 +283,26 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
         negativeHits++;
         return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
       }
+      // A token this instance holds nothing for costs a lookup: budgeted per peer, refunded
+      // when the token exists, so only unknown tokens spend it.
       const peer = peerOf(input);
-      if (entry === undefined && unknown !== undefined && !unknown.allows(peer, nowMs)) {
+      const budgeted = entry === undefined && unknown !== undefined;
+      if (budgeted && !unknown.take(peer, nowMs)) {
         unknownLimited++;
         const wait = unknown.waitMs(peer, nowMs);
         return finish(input, VerifyCode.RATE_LIMITED, undefined, nowMs, undefined, wait);
       }
       if (entry !== undefined && nowMs - entry.loadedAtMs >= hardTtl) entry = undefined;
-      entry = await resolve(hashHex, hash, entry, admin);
+      try {
+        entry = await resolve(hashHex, hash, entry, admin);
+      } catch (err) {
+        if (budgeted) unknown.refund(peer);
+        throw err;
+      }
       if (entry === undefined) {
-        unknown?.spend(peer, nowMs);
         return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
       }
+      if (budgeted) unknown.refund(peer);
     }
     let record = entry.record;
     let code = decide(record, input, nowMs, entry.usesSeen);
