@@ -230,14 +230,12 @@ export class AuditWriter {
   async close(graceMs = 3_000): Promise<void> {
     clearInterval(this.timer);
     this.closed = true;
-    const until = Date.now() + graceMs;
-    for (;;) {
-      await this.flush();
-      if (this.buffer.length === 0 || Date.now() >= until) break;
-      await new Promise((r) =>
-        setTimeout(r, Math.max(0, Math.min(this.retryAtMs, until) - Date.now())),
-      );
-    }
+    await flushWithin(
+      graceMs,
+      () => this.flush(),
+      () => this.buffer.length === 0,
+      () => this.retryAtMs,
+    );
     if (this.buffer.length > 0) {
       this.dropped += this.buffer.length;
       this.buffer = [];
@@ -271,6 +269,25 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     return await Promise.race([p, timeout]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * Shutdown of a batch writer: flushes, and while that fails waits for the writer's next retry
+ * time and flushes again, until `done()` or `graceMs` has passed.
+ */
+export async function flushWithin(
+  graceMs: number,
+  flush: () => Promise<void>,
+  done: () => boolean,
+  retryAtMs: () => number,
+): Promise<void> {
+  const until = Date.now() + graceMs;
+  for (;;) {
+    await flush();
+    if (done() || Date.now() >= until) return;
+    const wait = Math.max(0, Math.min(retryAtMs(), until) - Date.now());
+    await new Promise((r) => setTimeout(r, wait));
   }
 }
 

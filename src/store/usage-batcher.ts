@@ -1,5 +1,5 @@
 import { normalizeIp } from "../domain/cidr.js";
-import { backoffMs } from "./audit-writer.js";
+import { backoffMs, flushWithin } from "./audit-writer.js";
 import type { Sql } from "./db.js";
 import { isRetryableDbError } from "./pg-errors.js";
 import { applyUsage, type UsageDelta } from "./verify-repo.js";
@@ -139,14 +139,12 @@ export class UsageBatcher {
   /** Final flush, retried with the backoff for up to `graceMs` while Postgres fails. */
   async close(graceMs = 3_000): Promise<void> {
     clearInterval(this.timer);
-    const until = Date.now() + graceMs;
-    for (;;) {
-      await this.flush();
-      if (this.pending.size === 0 || Date.now() >= until) break;
-      await new Promise((r) =>
-        setTimeout(r, Math.max(0, Math.min(this.retryAtMs, until) - Date.now())),
-      );
-    }
+    await flushWithin(
+      graceMs,
+      () => this.flush(),
+      () => this.pending.size === 0,
+      () => this.retryAtMs,
+    );
     for (const p of this.pending.values()) this.dropped += p.uses;
     if (this.pending.size > 0) this.options.onDropped?.();
     this.pending.clear();
