@@ -74,8 +74,11 @@ function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespo
 /**
  * TokenVerifyService on both listeners. VerifyToken answers every business denial as data
  * (valid=false and a code; identity fields whenever the token exists) and raises a gRPC error
- * only when latchkey itself cannot decide (UNAVAILABLE from the verifier). Slots and the
- * revocation stream belong to a later issue and answer UNIMPLEMENTED.
+ * only when latchkey itself cannot decide (UNAVAILABLE from the verifier), or for bad input
+ * (a `client_ip` that is not an address: INVALID_ARGUMENT naming it). With `callerAuth`
+ * `token` (LATCHKEY_VERIFY_AUTH), VerifyToken and the slot methods first require a bearer token
+ * holding `tokens:verify`, authenticated like an admin caller. Slots and the revocation stream
+ * belong to a later issue and answer UNIMPLEMENTED.
  */
 export function createVerifyService(
   deps: VerifyServiceDeps,
