@@ -2,7 +2,7 @@ import { Authorization } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
 import { createAdminService } from "./services/admin/index.js";
 import { createAuthenticator } from "./services/auth.js";
 import { createGatewayCheck, type GatewayOptions } from "./services/gateway/check.js";
-import { createVerifyService } from "./services/verify/service.js";
+import { createVerifyService, type VerifyCallerAuth } from "./services/verify/service.js";
 import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { createAuditRepo } from "./store/audit-repo.js";
 import { type Sql, serverKey } from "./store/db.js";
@@ -40,6 +40,8 @@ export interface InstanceDeps {
   readonly corsOrigins?: readonly string[];
   /** Trusted proxies and token header of the gateway endpoints (default loopback, authorization). */
   readonly gateway?: GatewayOptions | undefined;
+  /** LATCHKEY_VERIFY_AUTH: `token` requires a `tokens:verify` bearer on TokenVerifyService. */
+  readonly verifyAuth?: VerifyCallerAuth | undefined;
 }
 
 /** One running instance: both listeners serving the same two service implementations. */
@@ -68,7 +70,7 @@ async function createServices(deps: InstanceDeps): Promise<LatchkeyHandlers> {
       pageKey,
       log,
     }),
-    verify: createVerifyService({ verifier, sql }),
+    verify: createVerifyService({ verifier, sql, callerAuth: deps.verifyAuth }),
   };
 }
 

@@ -53,6 +53,12 @@ export interface Config {
   readonly trustedProxies: readonly string[];
   /** Header the gateway checks (ext_authz, /v1/check) read the token from (lower case). */
   readonly gatewayTokenHeader: string;
+
+  // --- verification hardening (issues 8, 13) ---
+  /** Who may call TokenVerifyService: anyone, or bearers of `tokens:verify`. */
+  readonly verifyAuth: "off" | "token";
+  /** Lookups of unknown tokens per peer per second (burst twice that); 0 turns the limit off. */
+  readonly verifyUnknownPerPeer: number;
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -242,6 +248,10 @@ export function loadConfig(env: Env = process.env): Config {
 
     trustedProxies,
     gatewayTokenHeader,
+
+    // --- verification hardening (issues 8, 13) ---
+    verifyAuth: oneOf("LATCHKEY_VERIFY_AUTH", ["off", "token"] as const, "off"),
+    verifyUnknownPerPeer: int("LATCHKEY_VERIFY_UNKNOWN_PER_PEER", 50, 0, 1_000_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

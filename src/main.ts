@@ -192,6 +192,10 @@ async function serve(
     cacheSize: config.cacheSize,
     cacheMaxStalenessMs: config.cacheMaxStalenessMs,
     redisUrl: config.redisUrl,
+    unknownLookups: {
+      perSecond: config.verifyUnknownPerPeer,
+      burst: 2 * config.verifyUnknownPerPeer,
+    },
     log,
   });
   let started: Instance | undefined;
@@ -214,6 +218,8 @@ async function serve(
       },
 
       gateway: { trustedProxies: config.trustedProxies, tokenHeader: config.gatewayTokenHeader },
+
+      verifyAuth: config.verifyAuth,
     });
     if (!cluster.isWorker) await bootstrap(config, url);
   } catch (err) {

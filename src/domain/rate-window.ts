@@ -53,3 +53,74 @@ export class LocalRateLimiter {
 export function windowRemainingMs(rule: RateLimitRule, nowMs: number): number {
   return rule.windowMs - (nowMs % rule.windowMs);
 }
+
+interface Bucket {
+  tokens: number;
+  atMs: number;
+}
+
+/**
+ * A token bucket per key (e.g. per peer address), bounded in keys: what keeps one caller from
+ * spending another's share of an expensive path. A token is taken before the work and can be
+ * refunded when the work turned out not to be the kind the budget limits.
+ */
+export class KeyedBudget {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  private refill(key: string, nowMs: number): Bucket | undefined {
+    const b = this.buckets.get(key);
+    if (b === undefined) return undefined;
+    if (nowMs > b.atMs) {
+      b.tokens = Math.min(this.burst, b.tokens + ((nowMs - b.atMs) * this.perSecond) / 1000);
+      b.atMs = nowMs;
+    }
+    return b;
+  }
+
+  /**
+   * Takes one token from `key` if it has one (true), else takes nothing (false). Taking before
+   * the costly work, not after, keeps concurrent callers from all passing on the last token.
+   */
+  take(key: string, nowMs: number): boolean {
+    let b = this.refill(key, nowMs);
+    if (b === undefined) {
+      if (this.buckets.size >= this.maxKeys) {
+        const oldest = this.buckets.keys().next().value;
+        if (oldest !== undefined) this.buckets.delete(oldest);
+      }
+      b = { tokens: this.burst, atMs: nowMs };
+      this.buckets.set(key, b);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Gives back a token taken for work that turned out not to be the costly kind. */
+  refund(key: string): void {
+    const b = this.buckets.get(key);
+    if (b !== undefined) b.tokens = Math.min(this.burst, b.tokens + 1);
+  }
+
+  /** Milliseconds until `key` has a token again (0 when it has one). */
+  waitMs(key: string, nowMs: number): number {
+    const b = this.refill(key, nowMs);
+    if (b === undefined || b.tokens >= 1) return 0;
+    return Math.ceil(((1 - b.tokens) * 1000) / this.perSecond);
+  }
+
+  /** Forgets keys whose bucket is full again, so memory follows the active keys only. */
+  sweep(nowMs: number): void {
+    for (const [key, b] of this.buckets) {
+      if (b.tokens + ((nowMs - b.atMs) * this.perSecond) / 1000 >= this.burst) {
+        this.buckets.delete(key);
+      }
+    }
+  }
+}

@@ -17,11 +17,13 @@ function ms(t: Date | number): number {
 
 /**
  * A token's state at `nowMs`, derived rather than stored so that expiry needs no background job
- * and every reader agrees. Precedence follows the verifier: REVOKED (permanent) > EXPIRED
+ * and every reader agrees. Precedence follows the verifier: REVOKED (any revoke_time, permanent) > EXPIRED
  * (expire_time <= now) > EXHAUSTED (use_count >= max_uses) > ACTIVE.
  */
 export function deriveState(t: StateInputs, nowMs: number): TokenState {
-  if (t.revokeTime !== null && ms(t.revokeTime) <= nowMs) return TokenState.REVOKED;
+  // Any revoke_time means revoked: no comparison with this instance's clock, which may run
+  // behind the clock of the instance that revoked.
+  if (t.revokeTime !== null) return TokenState.REVOKED;
   if (t.expireTime !== null && ms(t.expireTime) <= nowMs) return TokenState.EXPIRED;
   if (t.maxUses !== null && t.useCount >= t.maxUses) return TokenState.EXHAUSTED;
   return TokenState.ACTIVE;

@@ -34,6 +34,17 @@ export interface TokenRecord {
   readonly useCount: number;
   readonly rateLimits: readonly RateLimitRule[];
   readonly maxConcurrent: number;
+  /**
+   * tokens.version when the record was read: bumped by every change a verifier acts on, so a
+   * cache tier can refuse to replace a newer record with an older one.
+   */
+  readonly version: number;
+  /**
+   * When the record was read from Postgres (epoch ms, clock of the instance that read it). It
+   * travels with the record through Redis, so staleness is always measured from the last
+   * Postgres read, never from the last cache hit.
+   */
+  readonly readAtMs: number;
 }
 
 /** A record with its permission and CIDR lists compiled once, for the hot path. */

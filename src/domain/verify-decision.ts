@@ -13,7 +13,8 @@ export interface VerifyDemand {
 }
 
 /**
- * The checks after lookup, in the documented order: revoked → expired → exhausted → org →
+ * The checks after lookup, in the documented order: revoked (any revoke_time: no clock
+ * comparison) → expired → exhausted → org →
  * client IP → permissions. The first that fails decides. Pure and allocation-free, so the
  * same function serves VerifyToken and the admin authentication of both listeners. Rate
  * limits and use consumption come after it (in the verifier), so a denied call consumes
@@ -25,7 +26,9 @@ export function decide(
   nowMs: number,
   usesSoFar: number = record.useCount,
 ): VerifyCode {
-  if (record.revokeTimeMs !== null && record.revokeTimeMs <= nowMs) return VerifyCode.REVOKED;
+  // Any revocation counts, whatever the two clocks say: revocation is permanent, and an instance
+  // whose clock runs behind the revoking one's must not let the token through meanwhile.
+  if (record.revokeTimeMs !== null) return VerifyCode.REVOKED;
   if (record.expireTimeMs !== null && record.expireTimeMs <= nowMs) return VerifyCode.EXPIRED;
   if (record.maxUses !== null && usesSoFar >= record.maxUses) return VerifyCode.USAGE_EXCEEDED;
   if (demand.orgId !== "" && demand.orgId !== record.orgId) return VerifyCode.WRONG_ORG;

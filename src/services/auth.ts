@@ -114,6 +114,9 @@ export function denial(
 /** Authenticates one call of a method: resolves with its caller or throws the admin error. */
 export type Authenticator = (method: string, context: CallContext) => Promise<Caller>;
 
+/** What a TokenVerifyService caller must hold when LATCHKEY_VERIFY_AUTH=token. */
+export const VERIFY_CALLER_PERMISSION = "tokens:verify";
+
 /**
  * The one authentication and authorization gate of TokenAdminService, called once per call by
  * the adapter on both listeners. It verifies the bearer token with the same core as
@@ -177,6 +180,7 @@ export async function verifyPresented(
     token,
     requiredPermissions: permission === "" ? [] : [permission],
     clientIp: context.peerAddress,
+    peer: context.peerAddress,
     orgId: "",
     method: context.method,
     path: "",

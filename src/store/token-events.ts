@@ -102,3 +102,19 @@ export async function readEvents(
     LIMIT ${opts.limit}`;
   return rows.map(toEvent);
 }
+
+/**
+ * The newest final entries, newest first, at most `limit`: how a reader that starts now learns
+ * of the changes made just before it started (a cache may still hold copies older than them),
+ * at the cost of one short backward index scan whatever the size of the log.
+ */
+export async function latestEvents(sql: Sql, limit: number): Promise<TokenEvent[]> {
+  const rows = await sql<EventRow[]>`
+    SELECT txid::text AS txid, seq::text AS seq, time, token_id, org_id, kind, reason,
+           version::text AS version, secret_hash
+    FROM token_events
+    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY txid DESC, seq DESC
+    LIMIT ${limit}`;
+  return rows.map(toEvent);
+}

@@ -1,5 +1,7 @@
 import { normalizeIp } from "../domain/cidr.js";
+import { backoffMs, flushWithin } from "./audit-writer.js";
 import type { Sql } from "./db.js";
+import { isRetryableDbError } from "./pg-errors.js";
 import { applyUsage, type UsageDelta } from "./verify-repo.js";
 
 interface Pending {
@@ -16,13 +18,20 @@ export interface UsageBatcherOptions {
   /** Distinct tokens aggregated between flushes at most; beyond it uses are dropped and counted. */
   readonly maxTokens?: number;
   readonly onError?: (err: unknown) => void;
+  /** Uses were dropped (the map was full, or Postgres refused a batch); throttle it. */
+  readonly onDropped?: () => void;
+  /** Longest wait between retries of a failed flush (default 2 000 ms). */
+  readonly maxBackoffMs?: number;
 }
 
 /**
  * Aggregates last_used_time, last_used_ip and use_count per token in memory and writes them in
  * one UPDATE per interval, instead of one write per verification (20k writes/s would make
  * Postgres the bottleneck of every product behind latchkey). Additive, so any number of
- * instances can flush the same tokens. Bounded: at most `maxTokens` entries.
+ * instances can flush the same tokens. A flush that fails because the connection did (Postgres
+ * restarting) is merged back and retried with a capped backoff; only a batch Postgres refuses
+ * for its data is dropped. Bounded: at most `maxTokens` entries; beyond it uses are dropped,
+ * counted and reported.
  */
 export class UsageBatcher {
   private pending = new Map<string, Pending>();
@@ -35,6 +44,8 @@ export class UsageBatcher {
   /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
   flushes = 0;
   flushSeconds = 0;
+  private streak = 0;
+  private retryAtMs = 0;
 
   constructor(private readonly options: UsageBatcherOptions) {
     this.maxTokens = options.maxTokens ?? 200_000;
@@ -57,14 +68,19 @@ export class UsageBatcher {
     }
     if (this.pending.size >= this.maxTokens) {
       this.dropped++;
+      this.options.onDropped?.();
       return;
     }
     this.pending.set(tokenId, { uses: 1, lastUsedMs: nowMs, lastIp: clientIp });
   }
 
-  private kick(): void {
+  private kick(force = false): void {
     if (this.inFlight !== undefined || this.pending.size === 0) return;
+    if (!force && this.streak > 0 && Date.now() < this.retryAtMs) return;
+    const started = performance.now();
     this.inFlight = this.writeOnce().finally(() => {
+      this.flushes++;
+      this.flushSeconds += (performance.now() - started) / 1_000;
       this.inFlight = undefined;
     });
   }
@@ -81,16 +97,27 @@ export class UsageBatcher {
         lastUsedIp: p.lastIp === "" ? null : (normalizeIp(p.lastIp) ?? null),
       });
     }
-    const started = performance.now();
+    let applied = 0;
     try {
-      for (let i = 0; i < deltas.length; i += 5_000) {
-        await applyUsage(this.options.sql, deltas.slice(i, i + 5_000));
+      for (; applied < deltas.length; applied += 5_000) {
+        await applyUsage(this.options.sql, deltas.slice(applied, applied + 5_000));
       }
+      this.streak = 0;
     } catch (err) {
       this.failures++;
+      this.streak++;
+      this.retryAtMs = Date.now() + backoffMs(this.streak, this.options.maxBackoffMs ?? 2_000);
       this.options.onError?.(err);
-      // Merge back (newer uses may have arrived meanwhile) while the bound allows.
+      const appliedIds = new Set(deltas.slice(0, applied).map((d) => d.id));
+      if (!isRetryableDbError(err)) {
+        for (const [id, p] of batch) if (!appliedIds.has(id)) this.dropped += p.uses;
+        this.options.onDropped?.();
+        return;
+      }
+      // Merge back (newer uses may have arrived meanwhile); a token already pending always
+      // merges, a new one only while the bound allows.
       for (const [id, p] of batch) {
+        if (appliedIds.has(id)) continue;
         const now = this.pending.get(id);
         if (now !== undefined) {
           now.uses += p.uses;
@@ -102,11 +129,9 @@ export class UsageBatcher {
           this.pending.set(id, p);
         } else {
           this.dropped += p.uses;
+          this.options.onDropped?.();
         }
       }
-    } finally {
-      this.flushes++;
-      this.flushSeconds += (performance.now() - started) / 1_000;
     }
   }
 
@@ -115,15 +140,24 @@ export class UsageBatcher {
     return this.pending.size;
   }
 
-  /** Writes what is pending now (tests, shutdown). */
+  /** Writes what is pending now (tests, shutdown); a failed write stays pending. */
   async flush(): Promise<void> {
     if (this.inFlight !== undefined) await this.inFlight;
-    this.kick();
+    this.kick(true);
     if (this.inFlight !== undefined) await this.inFlight;
   }
 
-  async close(): Promise<void> {
+  /** Final flush, retried with the backoff for up to `graceMs` while Postgres fails. */
+  async close(graceMs = 3_000): Promise<void> {
     clearInterval(this.timer);
-    await this.flush();
+    await flushWithin(
+      graceMs,
+      () => this.flush(),
+      () => this.pending.size === 0,
+      () => this.retryAtMs,
+    );
+    for (const p of this.pending.values()) this.dropped += p.uses;
+    if (this.pending.size > 0) this.options.onDropped?.();
+    this.pending.clear();
   }
 }

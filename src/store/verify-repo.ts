@@ -25,6 +25,7 @@ interface RecordRow {
   readonly use_count: number;
   readonly rate_limits: unknown;
   readonly max_concurrent: number;
+  readonly version: number;
 }
 
 /** The columns a TokenRecord is made of, as one postgres.js fragment for every record query. */
@@ -35,27 +36,29 @@ function recordColumns(sql: Sql) {
     (extract(epoch FROM expire_time) * 1000)::float8 AS expire_ms,
     (extract(epoch FROM revoke_time) * 1000)::float8 AS revoke_ms,
     max_uses::float8 AS max_uses, use_count::float8 AS use_count,
-    rate_limits, max_concurrent`;
+    rate_limits, max_concurrent, version::float8 AS version`;
 }
 
 /**
  * Loads the verification record of the token whose secret hashes to `secretHash`, or undefined
  * when there is none. Times come back as epoch milliseconds and counts as float8, so the row
- * maps to a TokenRecord without Date or bigint allocations. Throws when Postgres fails (the
- * caller turns that into UNAVAILABLE).
+ * maps to a TokenRecord without Date or bigint allocations. `readAtMs` (taken before the query
+ * is sent) is stamped on the record: its age bounds how long any cache may serve it. Throws
+ * when Postgres fails (the caller turns that into UNAVAILABLE).
  */
 export async function loadTokenByHash(
   sql: Sql,
   secretHash: Uint8Array,
+  readAtMs: number = Date.now(),
 ): Promise<TokenRecord | undefined> {
   const rows = await sql<RecordRow[]>`
     SELECT ${recordColumns(sql)}
     FROM tokens WHERE secret_hash = ${toBuffer(secretHash)}`;
   const row = rows[0];
-  return row === undefined ? undefined : rowToRecord(row);
+  return row === undefined ? undefined : rowToRecord(row, readAtMs);
 }
 
-function rowToRecord(row: RecordRow): TokenRecord {
+function rowToRecord(row: RecordRow, readAtMs: number): TokenRecord {
   return {
     id: row.id,
     name: row.name,
@@ -72,6 +75,8 @@ function rowToRecord(row: RecordRow): TokenRecord {
     useCount: row.use_count,
     rateLimits: toRateLimits(row.rate_limits),
     maxConcurrent: row.max_concurrent,
+    version: row.version,
+    readAtMs,
   };
 }
 
@@ -104,26 +109,39 @@ function toBuffer(bytes: Uint8Array): Buffer {
 
 /**
  * Verification's reads and writes of tokens on `sql`, in the shape the verify pipeline takes
- * (its TokenSource). A read is safe to repeat, so a lookup is retried once when a pooled
- * connection was dropped under it.
+ * (its TokenSource). A read is safe to repeat, so a lookup is retried (twice) when a pooled
+ * connection was dropped under it: after a Postgres restart every pooled connection fails once
+ * before it reconnects, and a verification must not pay for that.
  */
-export function postgresTokenSource(sql: Sql) {
+export function postgresTokenSource(sql: Sql, clock: () => number = Date.now) {
+  const find = async (
+    secretHash: Uint8Array,
+    attempt: number,
+  ): Promise<TokenRecord | undefined> => {
+    try {
+      return await loadTokenByHash(sql, secretHash, clock());
+    } catch (err) {
+      if (attempt < 2 && isDroppedConnection(err)) return find(secretHash, attempt + 1);
+      throw err;
+    }
+  };
   return {
-    findByHash: (secretHash: Uint8Array): Promise<TokenRecord | undefined> =>
-      loadTokenByHash(sql, secretHash).catch((err: unknown) => {
-        if (isDroppedConnection(err)) return loadTokenByHash(sql, secretHash);
-        throw err;
-      }),
+    findByHash: (secretHash: Uint8Array): Promise<TokenRecord | undefined> => find(secretHash, 0),
     consumeUse: (id: string, clientIp: string | undefined): Promise<ConsumeResult> =>
-      consumeUse(sql, id, clientIp),
+      consumeUse(sql, id, clientIp, clock()),
   };
 }
 
-/** postgres.js errors for a connection that closed before or while a query was sent. */
+/** A pooled connection that was closed under the query (the next attempt opens a new one). */
 function isDroppedConnection(err: unknown): boolean {
   const code = typeof err === "object" && err !== null && "code" in err ? err.code : undefined;
   return (
-    code === "CONNECTION_ENDED" || code === "CONNECTION_CLOSED" || code === "CONNECTION_DESTROYED"
+    code === "CONNECTION_ENDED" ||
+    code === "CONNECTION_CLOSED" ||
+    code === "CONNECTION_DESTROYED" ||
+    code === "57P01" ||
+    code === "57P02" ||
+    code === "ECONNRESET"
   );
 }
 
@@ -143,6 +161,7 @@ export async function consumeUse(
   sql: Sql,
   id: string,
   clientIp: string | undefined,
+  readAtMs: number = Date.now(),
 ): Promise<ConsumeResult> {
   const rows = await sql<{ use_count: number; max_uses: number }[]>`
     UPDATE tokens
@@ -157,7 +176,10 @@ export async function consumeUse(
     SELECT ${recordColumns(sql)}
     FROM tokens WHERE id = ${id}`;
   const current = now[0];
-  return { ok: false, record: current === undefined ? undefined : rowToRecord(current) };
+  return {
+    ok: false,
+    record: current === undefined ? undefined : rowToRecord(current, readAtMs),
+  };
 }
 
 /** Aggregated usage of one token since the last flush. */

@@ -47,6 +47,14 @@ export interface VerifyStatsSource extends StorageStatsSource {
   readonly byCode: readonly number[];
   /** Audit rows dropped because the writer's buffer was full. */
   readonly auditDropped: number;
+  /** The hardening counters (see {@link registerHardeningMetrics}); absent ones read as 0. */
+  readonly unknownLimited?: number;
+  readonly auditSampled?: number;
+  readonly sharedRefused?: number;
+  readonly recordsRejected?: { readonly signature: number; readonly malformed: number };
+  readonly changesApplied?: number;
+  readonly changePollFailures?: number;
+  readonly usageDropped?: number;
 }
 
 /** Counts and times the calls of one method; bound once per method, so a call bumps numbers only. */
@@ -219,6 +227,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
 
   if (verifyStats !== undefined) registerStatMetrics(registry, verifyStats, options.postgres);
+  if (verifyStats !== undefined) registerHardeningMetrics(registry, verifyStats);
 
   const rpc: RpcMetrics = {
     method(fullMethod) {
@@ -233,4 +242,65 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   };
 
   return { registry, rpcRequests, verifyDecisions, auditDropped, rpc };
+}
+
+// --- verification hardening (issues 8, 13): counters read from the verifier at scrape time ---
+
+/** Adds the `latchkey_` series of the verification hardening, read from `stats` on scrape. */
+function registerHardeningMetrics(registry: Registry, stats: () => VerifyStatsSource): void {
+  const counter = (name: string, help: string, read: (s: VerifyStatsSource) => number): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect(this: Counter): void {
+        this.reset();
+        const n = read(stats());
+        if (n > 0) this.inc(n);
+      },
+    });
+  };
+  counter(
+    "latchkey_verify_unknown_limited_total",
+    "Verifications of unknown tokens answered RATE_LIMITED by the per-peer limit, no lookup made.",
+    (s) => s.unknownLimited ?? 0,
+  );
+  counter(
+    "latchkey_audit_sampled_total",
+    "MALFORMED / NOT_FOUND denials folded into a per-peer summary audit row.",
+    (s) => s.auditSampled ?? 0,
+  );
+  counter(
+    "latchkey_cache_shared_refused_total",
+    "Redis copies not used: older than a known change, or read from Postgres too long ago.",
+    (s) => s.sharedRefused ?? 0,
+  );
+  counter(
+    "latchkey_token_changes_applied_total",
+    "Token change log entries applied to the caches.",
+    (s) => s.changesApplied ?? 0,
+  );
+  counter(
+    "latchkey_token_change_poll_failures_total",
+    "Polls of the token change log that failed.",
+    (s) => s.changePollFailures ?? 0,
+  );
+  counter(
+    "latchkey_usage_dropped_total",
+    "Uses not counted: the usage buffer was full or Postgres refused a batch.",
+    (s) => s.usageDropped ?? 0,
+  );
+  new Counter({
+    name: "latchkey_cache_records_rejected_total",
+    help: "Redis records refused on read: `signature` (MAC failed: forged, edited, moved), `malformed`.",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+    collect(this: Counter<"reason">): void {
+      this.reset();
+      const r = stats().recordsRejected;
+      if (r === undefined) return;
+      if (r.signature > 0) this.inc({ reason: "signature" }, r.signature);
+      if (r.malformed > 0) this.inc({ reason: "malformed" }, r.malformed);
+    },
+  });
 }

@@ -15,6 +15,8 @@ export interface LatchkeyServerOptions {
   readonly log: HttpLog;
   /** Report Redis in /readyz, as main.ts does when REDIS_URL is set. */
   readonly redis?: boolean;
+  /** LATCHKEY_VERIFY_AUTH. */
+  readonly verifyAuth?: "off" | "token";
 }
 
 /** Both listeners of one latchkey instance, on ephemeral ports of 127.0.0.1. */
@@ -47,6 +49,7 @@ export async function startLatchkeyServer(opts: LatchkeyServerOptions): Promise<
     grpcListen: "127.0.0.1:0",
     httpListen: "127.0.0.1:0",
     defaultMetrics: false,
+    verifyAuth: opts.verifyAuth,
   });
   const grpcAddress = `127.0.0.1:${listeners.grpcPort}`;
   const channels: grpc.Client[] = [];

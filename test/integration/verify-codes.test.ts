@@ -24,6 +24,8 @@ beforeAll(async () => {
     auditMode: "all",
     auditFlushIntervalMs: 50,
     usageFlushIntervalMs: 200,
+    // Row-per-verification assertions below; the per-peer sampling has its own test.
+    auditSampleMs: 0,
   });
 });
 
@@ -143,11 +145,24 @@ describe("VERIFY_CODE_IP_NOT_ALLOWED", () => {
       ["::ffff:10.9.8.7", VerifyCode.VALID],
       ["::ffff:11.9.8.7", VerifyCode.IP_NOT_ALLOWED],
       ["", VerifyCode.IP_NOT_ALLOWED], // missing client_ip with an allowlist
-      ["not-an-ip", VerifyCode.IP_NOT_ALLOWED],
     ];
     for (const [clientIp, code] of cases) {
       expect((await lk.verify({ token: secret, clientIp })).code, clientIp).toBe(code);
     }
+  });
+
+  it("refuses a client_ip that is not an address with INVALID_ARGUMENT naming it (issue 8.3)", async () => {
+    const open = await insertToken(sql);
+    const listed = await insertToken(sql, { allowedCidrs: ["10.0.0.0/8"] });
+    for (const { secret } of [open, listed]) {
+      for (const clientIp of ["not-an-ip", "10.0.0.300", "10.0.0.1/8", " 10.0.0.1", "::g"]) {
+        const err = await lk.verify({ token: secret, clientIp }).catch((e: unknown) => e);
+        expect(err, clientIp).toMatchObject({ code: 3 });
+        expect(String((err as Error).message)).toContain("client_ip");
+      }
+    }
+    // Empty stays allowed for a token without an allowlist.
+    expect((await lk.verify({ token: open.secret, clientIp: "" })).code).toBe(VerifyCode.VALID);
   });
 
   it("lets any (or no) client_ip through when the token has no allowlist", async () => {

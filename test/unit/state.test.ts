@@ -14,6 +14,8 @@ describe("deriveState", () => {
     ["expired (epoch ms)", { expireTime: NOW - 1 }, TokenState.EXPIRED],
     ["revoked", { revokeTime: new Date(NOW - 1) }, TokenState.REVOKED],
     ["revoked (epoch ms)", { revokeTime: NOW }, TokenState.REVOKED],
+    // 13.6: revoked by an instance whose clock runs ahead of this one: revoked all the same.
+    ["revoke_time ahead of this clock", { revokeTime: new Date(NOW + 60_000) }, TokenState.REVOKED],
     [
       "revoked and expired",
       { revokeTime: new Date(NOW - 5), expireTime: new Date(NOW - 10) },

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { AuditMode } from "../../src/config.js";
 import { LocalRateLimiter } from "../../src/domain/rate-window.js";
 import { generateToken, hashToken } from "../../src/domain/token-format.js";
-import type { TokenRecord } from "../../src/domain/token-record.js";
+import { compileRecord, type TokenRecord } from "../../src/domain/token-record.js";
 import { LatchkeyError } from "../../src/errors.js";
 import { AuditDecision, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
@@ -13,6 +13,7 @@ import type { VerifyInput } from "../../src/services/verify/types.js";
 import type { VerifyAuditRow } from "../../src/store/audit-writer.js";
 import { LocalTier } from "../../src/store/cache/local.js";
 import { TieredTokenCache } from "../../src/store/cache/tiered.js";
+import type { SharedTier } from "../../src/store/cache/types.js";
 import type { ConsumeResult } from "../../src/store/verify-repo.js";
 
 const PREFIX = "lk";
@@ -34,6 +35,7 @@ class MemorySource implements TokenSource {
       ...{ name: "t", type: TokenType.PERSONAL, orgId: "org-a", teamId: "", ownerId: "u" },
       ...{ permissions: ["*"], allowedCidrs: [], metadata: {}, expireTimeMs: null },
       ...{ revokeTimeMs: null, maxUses: null, useCount: 0, rateLimits: [], maxConcurrent: 0 },
+      ...{ version: 1, readAtMs: 0 },
       ...over,
     };
     this.rows.set(hashToken(secret).toString("hex"), row);
@@ -56,7 +58,7 @@ class MemorySource implements TokenSource {
     this.loads++;
     if (this.down) throw new Error("connection refused");
     const row = this.rows.get(Buffer.from(secretHash).toString("hex"));
-    const snapshot = row === undefined ? undefined : { ...row };
+    const snapshot = row === undefined ? undefined : { ...row, readAtMs: this.clock() };
     if (this.gate !== undefined) await this.gate;
     return snapshot;
   }
@@ -75,7 +77,7 @@ class MemorySource implements TokenSource {
       row.useCount++;
       return { ok: true, useCount: row.useCount, maxUses: row.maxUses };
     }
-    return { ok: false, record: row === undefined ? undefined : { ...row } };
+    return { ok: false, record: row === undefined ? undefined : { ...row, readAtMs: now } };
   }
 }
 
@@ -89,15 +91,36 @@ interface Rig {
   changed(row: Row, secret: string): Promise<void>;
 }
 
-function rig(auditMode: AuditMode = "all"): Rig {
+/** A shared tier in memory: what a test puts in it is what the pipeline reads. */
+class MemoryShared implements SharedTier {
+  readonly records = new Map<string, TokenRecord>();
+  readonly subscribed = true;
+  async getRecord(hashHex: string): Promise<TokenRecord | null> {
+    return this.records.get(hashHex) ?? null;
+  }
+  fillRecord(hashHex: string, record: TokenRecord): void {
+    this.records.set(hashHex, record);
+  }
+  async invalidate(): Promise<void> {}
+  async applyFloors(): Promise<void> {}
+}
+
+function rig(
+  auditMode: AuditMode = "all",
+  shared?: MemoryShared,
+): Rig & { cache: TieredTokenCache } {
   let now = T0;
   const clock = (): number => now;
   const source = new MemorySource(clock);
+  const cache = new TieredTokenCache(
+    new LocalTier(100, 100),
+    shared === undefined ? undefined : () => shared,
+  );
   const audit: VerifyAuditRow[] = [];
   const uses: { tokenId: string; clientIp: string }[] = [];
   const pipeline = createVerifyPipeline({
     tokenPrefix: PREFIX,
-    cache: new TieredTokenCache(new LocalTier(100, 100)),
+    cache,
     source,
     audit: { push: (row) => audit.push(row) },
     auditMode,
@@ -108,6 +131,7 @@ function rig(auditMode: AuditMode = "all"): Rig {
     negativeTtlMs: 2_000,
   });
   return {
+    cache,
     pipeline,
     source,
     audit,
@@ -162,9 +186,13 @@ describe("MALFORMED", () => {
       expect((await r.verify(token)).code).toBe(VerifyCode.MALFORMED);
     }
     expect(r.source.loads).toBe(0);
-    expect(r.audit.map((a) => [a.code, a.tokenId, a.orgId])).toEqual(
-      Array(4).fill(["MALFORMED", "", ""]),
-    );
+    // Sampled per peer (13.5): the first row at once, the rest of the window as one summary.
+    expect(r.audit.map((a) => [a.code, a.tokenId, a.orgId])).toEqual([["MALFORMED", "", ""]]);
+    r.pipeline.drainSamples();
+    expect(r.audit.map((a) => [a.code, a.tokenId, a.orgId, a.details?.suppressed])).toEqual([
+      ["MALFORMED", "", "", undefined],
+      ["MALFORMED", "", "", 3],
+    ]);
   });
 });
 
@@ -335,5 +363,115 @@ describe("fails closed", () => {
     await expect(r.verify(secret)).rejects.toMatchObject({ code: Code.Unavailable });
     expect(r.audit.map((a) => a.code)).toEqual(["WRONG_ORG"]);
     expect(row.useCount).toBe(0);
+  });
+});
+
+describe("REVOKED whatever the clocks say (13.6)", () => {
+  it("a revoke_time ahead of this instance's clock still revokes", async () => {
+    const r = rig();
+    const { secret } = r.source.add({ revokeTimeMs: T0 + 3_600_000 });
+    expect((await r.verify(secret)).code).toBe(VerifyCode.REVOKED);
+  });
+});
+
+describe("versions and read times (8.4, 13.1, 13.2)", () => {
+  const key = (secret: string) => hashToken(secret).toString("hex");
+
+  it("a shared copy older than the refresh point is not used, and a hit does not make it younger", async () => {
+    const shared = new MemoryShared();
+    const r = rig("none", shared);
+    const { secret, row } = r.source.add();
+    shared.records.set(key(secret), { ...row, readAtMs: T0 - 20_000 }); // read 20 s ago
+    expect((await r.verify(secret)).code).toBe(VerifyCode.VALID);
+    expect(r.source.loads).toBe(1); // past 15 s: Postgres, not the shared copy
+    expect(r.pipeline.stats().sharedRefused).toBe(1);
+    // A young copy is used, and its entry keeps the copy's read time.
+    const other = r.source.add();
+    shared.records.set(key(other.secret), { ...other.row, readAtMs: T0 - 14_000 });
+    expect((await r.verify(other.secret)).code).toBe(VerifyCode.VALID);
+    expect(r.source.loads).toBe(1);
+    expect(r.cache.get(key(other.secret))?.loadedAtMs).toBe(T0 - 14_000);
+    r.advance(1_000); // now 15 s after its Postgres read: re-read from Postgres
+    expect((await r.verify(other.secret)).code).toBe(VerifyCode.VALID);
+    expect(r.source.loads).toBe(2);
+  });
+
+  it("a change from the log refuses older copies in every tier", async () => {
+    const shared = new MemoryShared();
+    const r = rig("none", shared);
+    const { secret, row } = r.source.add();
+    expect((await r.verify(secret)).code).toBe(VerifyCode.VALID);
+    const old = shared.records.get(key(secret));
+    expect(old?.version).toBe(1);
+    // Revoked in Postgres (version 2); the log tells this instance; Redis still has version 1.
+    row.revokeTimeMs = T0;
+    row.version = 2;
+    await r.cache.applyChanges([{ hashHex: key(secret), id: row.id, version: 2 }]);
+    expect((await r.verify(secret)).code).toBe(VerifyCode.REVOKED);
+    expect(r.pipeline.stats().sharedRefused).toBe(1);
+    // A late write of the old record into the local tier is refused.
+    if (old === undefined) throw new Error("unreachable");
+    const kept = r.cache.set(key(secret), compileRecord(old), true);
+    expect(r.cache.get(key(secret))?.record.version).toBe(2);
+    expect(kept.record.version).toBe(1); // the caller's own (detached) entry, not kept
+  });
+
+  it("a load that read before the change is read again", async () => {
+    const r = rig("none");
+    const { secret, row } = r.source.add();
+    const open = r.source.hold();
+    const racing = r.verify(secret);
+    row.revokeTimeMs = T0;
+    row.version = 2;
+    await r.cache.applyChanges([{ hashHex: key(secret), id: row.id, version: 2 }]);
+    open();
+    expect((await racing).code).toBe(VerifyCode.REVOKED);
+    expect(r.source.loads).toBe(2);
+  });
+
+  it("admin callers are never authenticated from a shared copy", async () => {
+    const shared = new MemoryShared();
+    const r = rig("none", shared);
+    const forged = r.source.add();
+    r.source.rows.delete(key(forged.secret)); // never issued: only the shared tier has it
+    shared.records.set(key(forged.secret), { ...forged.row, readAtMs: T0 });
+    expect((await r.verify(forged.secret)).code).toBe(VerifyCode.VALID); // a verify trusts it
+    r.cache.forget(key(forged.secret), forged.row.id);
+    expect((await r.verify(forged.secret, { purpose: "admin" })).code).toBe(VerifyCode.NOT_FOUND);
+    // A token read from Postgres within the last second serves admin calls from memory.
+    const real = r.source.add();
+    expect((await r.verify(real.secret, { purpose: "admin" })).code).toBe(VerifyCode.VALID);
+    expect((await r.verify(real.secret, { purpose: "admin" })).code).toBe(VerifyCode.VALID);
+    expect(r.source.loads).toBe(2);
+    r.advance(1_000);
+    expect((await r.verify(real.secret, { purpose: "admin" })).code).toBe(VerifyCode.VALID);
+    expect(r.source.loads).toBe(3);
+  });
+});
+
+describe("flood (13.5)", () => {
+  it("unknown tokens spend a per-peer budget; known ones do not", async () => {
+    const r = rig();
+    const known = r.source.add();
+    const codes: VerifyCode[] = [];
+    for (let i = 0; i < 150; i++) {
+      const token = generateToken(PREFIX, TokenType.PERSONAL);
+      codes.push((await r.verify(token, { peer: "10.9.9.9" })).code);
+    }
+    expect(codes.filter((c) => c === VerifyCode.NOT_FOUND)).toHaveLength(100); // the burst
+    expect(codes.filter((c) => c === VerifyCode.RATE_LIMITED)).toHaveLength(50);
+    expect(r.source.loads).toBe(100);
+    // Another peer has its own budget; a cached token is not limited.
+    expect((await r.verify(known.secret, { peer: "10.9.9.9" })).code).toBe(VerifyCode.RATE_LIMITED);
+    expect((await r.verify(known.secret, { peer: "10.8.8.8" })).code).toBe(VerifyCode.VALID);
+    expect((await r.verify(known.secret, { peer: "10.9.9.9" })).code).toBe(VerifyCode.VALID);
+    r.advance(1_000); // 50 more a second
+    const after = generateToken(PREFIX, TokenType.PERSONAL);
+    expect((await r.verify(after, { peer: "10.9.9.9" })).code).toBe(VerifyCode.NOT_FOUND);
+    // Audit: sampled per peer (one row, then a summary per code), real ones one by one.
+    r.pipeline.drainSamples();
+    const noToken = r.audit.filter((a) => a.tokenId === "");
+    expect(noToken.reduce((n, a) => n + Number(a.details?.suppressed ?? 1), 0)).toBe(152);
+    expect(noToken.length).toBeLessThanOrEqual(6);
   });
 });

@@ -1,12 +1,15 @@
 import type { AuditMode } from "../../config.js";
 import { normalizeIp } from "../../domain/cidr.js";
+import { KeyedBudget } from "../../domain/rate-window.js";
 import { hashToken, parseToken } from "../../domain/token-format.js";
 import { type CompiledRecord, compileRecord, type TokenRecord } from "../../domain/token-record.js";
 import { decide } from "../../domain/verify-decision.js";
 import { unavailable } from "../../errors.js";
 import { AuditDecision } from "../../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
+import type { VerifyAuditRow } from "../../store/audit-writer.js";
 import type { CacheEntry, TokenCache } from "../../store/cache/types.js";
+import { AuditSampler } from "./audit-sampler.js";
 import type { AuditSink, Clock, RateLimiter, TokenSource, UsageSink, Warn } from "./ports.js";
 import type { TokenChange, VerifierStats, VerifyInput, VerifyOutcome } from "./types.js";
 
@@ -31,6 +34,18 @@ export interface VerifyPipelineParts {
   readonly maxStalenessMs?: number | undefined;
   /** How long a NOT_FOUND answer is cached (default 2 000 ms; creation does not invalidate). */
   readonly negativeTtlMs?: number | undefined;
+  /**
+   * Lookups of tokens this instance does not know, per peer: `perSecond` on average, `burst`
+   * at once (default 50 and 100). Spent only by lookups that found nothing; past it, unknown
+   * tokens from that peer are answered RATE_LIMITED without a lookup. Cached tokens are not
+   * affected. 0 per second turns the limit off.
+   */
+  readonly unknownLookups?: { readonly perSecond: number; readonly burst: number } | undefined;
+  /**
+   * Audit rows of denials naming no token (MALFORMED, NOT_FOUND) are sampled per peer over this
+   * window (default 1 000 ms; 0 writes every row). See AuditSampler.
+   */
+  readonly auditSampleMs?: number | undefined;
   readonly warn?: Warn | undefined;
 }
 
@@ -44,12 +59,19 @@ export type PipelineStats = Pick<
   | "negativeHits"
   | "staleServed"
   | "unavailable"
+  | "unknownLimited"
+  | "auditSampled"
+  | "sharedRefused"
 >;
 
 /** The decision pipeline: what the verifier does, without the resources it owns. */
 export interface VerifyPipeline {
   verify(input: VerifyInput): Promise<VerifyOutcome>;
   tokensChanged(changes: readonly TokenChange[]): Promise<void>;
+  /** Housekeeping, about once a second: writes ended audit samples, forgets idle peers. */
+  tick(nowMs: number): void;
+  /** Writes every pending audit sample now (flush, shutdown). */
+  drainSamples(): void;
   stats(): PipelineStats;
 }
 
@@ -62,6 +84,18 @@ const CODE_NAMES: readonly string[] = (() => {
 
 /** While the cache may miss changes of other instances, entries are re-read this often. */
 const DEGRADED_REFRESH_MS = 1_000;
+
+/**
+ * An admin caller is authenticated from a record this instance read from Postgres at most this
+ * long ago, or from Postgres now: never from a shared-tier (Redis) record.
+ */
+const ADMIN_MAX_AGE_MS = 1_000;
+
+/**
+ * A record goes to the shared tier only if its Postgres read began at most this long ago: a
+ * slow read may have raced a change, and the change's tombstone in Redis outlives this.
+ */
+const FILL_WINDOW_MS = 1_000;
 
 const MAX_TEXT = 1_024;
 
@@ -82,10 +116,15 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
   const { tokenPrefix, cache, source, usage, rateLimiter, clock } = parts;
   const auditMode: AuditMode = parts.auditMode ?? "all";
   const audit = auditMode === "none" ? undefined : parts.audit;
+  const sampler =
+    audit === undefined ? undefined : new AuditSampler(audit, parts.auditSampleMs ?? 1_000);
   const hardTtl = parts.maxStalenessMs ?? 30_000;
   const softTtl = Math.floor(hardTtl / 2);
   const negativeTtl = parts.negativeTtlMs ?? 2_000;
   const warn: Warn = parts.warn ?? (() => {});
+  const limit = parts.unknownLookups ?? { perSecond: 50, burst: 100 };
+  const unknown =
+    limit.perSecond > 0 ? new KeyedBudget(limit.perSecond, Math.max(1, limit.burst)) : undefined;
 
   const byCode = new Array<number>(CODE_NAMES.length + 1).fill(0);
   let localHits = 0;
@@ -94,65 +133,100 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
   let negativeHits = 0;
   let staleServed = 0;
   let unavailableCount = 0;
+  let unknownLimited = 0;
+  let sharedRefused = 0;
 
-  const detached = (record: CompiledRecord, nowMs: number): CacheEntry => ({
+  const detached = (record: CompiledRecord, fromSource: boolean): CacheEntry => ({
     record,
-    loadedAtMs: nowMs,
+    loadedAtMs: record.readAtMs,
+    fromSource,
     usesSeen: record.useCount,
   });
 
-  /** Loads a token from the shared tier, then the source; fills the cache unless a change raced. */
+  /** Postgres, read again once when the answer is older than a change this instance knows of. */
+  const fromSource = async (
+    hashHex: string,
+    hash: Buffer,
+    stale: CacheEntry | undefined,
+  ): Promise<TokenRecord | undefined> => {
+    for (let attempt = 0; ; attempt++) {
+      let record: TokenRecord | undefined;
+      try {
+        postgresLoads++;
+        record = await source.findByHash(hash);
+      } catch (err) {
+        if (stale !== undefined && clock() - stale.loadedAtMs < hardTtl) {
+          staleServed++;
+          throw new StaleServed(stale);
+        }
+        unavailableCount++;
+        warn("token lookup failed: Postgres unavailable", err);
+        throw unavailable("token storage", err);
+      }
+      if (record === undefined || attempt > 0 || record.version >= cache.floor(hashHex)) {
+        return record;
+      }
+    }
+  };
+
+  /**
+   * Loads a token: from the shared tier when it holds a copy that is signed, current (not below
+   * the floor) and young (read from Postgres less than the refresh point ago), else from
+   * Postgres; fills the tiers unless a change raced the load. `admin` skips the shared tier.
+   */
   const load = async (
     hashHex: string,
     hash: Buffer,
     stale: CacheEntry | undefined,
-    nowMs: number,
+    admin: boolean,
   ): Promise<CacheEntry | undefined> => {
     const startEpoch = cache.epoch;
-    const shared = cache.readShared(hashHex);
+    const shared = admin ? undefined : cache.readShared(hashHex);
     if (shared !== undefined) {
       const cached = await shared;
       if (cached !== null && cached !== undefined) {
-        redisHits++;
-        const compiled = compileRecord(cached);
-        return startEpoch === cache.epoch
-          ? cache.set(hashHex, compiled, clock())
-          : detached(compiled, nowMs);
+        const age = clock() - cached.readAtMs;
+        if (cached.version >= cache.floor(hashHex) && age < currentSoftTtl()) {
+          redisHits++;
+          const compiled = compileRecord(cached);
+          return startEpoch === cache.epoch
+            ? cache.set(hashHex, compiled, false)
+            : detached(compiled, false);
+        }
+        sharedRefused++;
       }
     }
     let record: TokenRecord | undefined;
     try {
-      postgresLoads++;
-      record = await source.findByHash(hash);
+      record = await fromSource(hashHex, hash, admin ? undefined : stale);
     } catch (err) {
-      if (stale !== undefined && clock() - stale.loadedAtMs < hardTtl) {
-        staleServed++;
-        return stale;
-      }
-      unavailableCount++;
-      warn("token lookup failed: Postgres unavailable", err);
-      throw unavailable("token storage", err);
+      if (err instanceof StaleServed) return err.entry;
+      throw err;
     }
     if (record === undefined) {
       if (startEpoch === cache.epoch) cache.setMissing(hashHex, clock() + negativeTtl);
       return undefined;
     }
     const compiled = compileRecord(record);
-    if (startEpoch !== cache.epoch) return detached(compiled, nowMs);
-    cache.share(hashHex, record);
-    return cache.set(hashHex, compiled, clock());
+    if (startEpoch !== cache.epoch) return detached(compiled, true);
+    if (clock() - record.readAtMs < FILL_WINDOW_MS) cache.share(hashHex, record);
+    return cache.set(hashHex, compiled, true);
   };
 
-  /** One load per hash at a time: a hot token whose entry aged out costs one read, not N. */
+  /**
+   * One load per hash at a time: a hot token whose entry aged out costs one read, not N. Admin
+   * loads (straight from Postgres) do not join or register shared loads.
+   */
   const resolve = (
     hashHex: string,
     hash: Buffer,
     stale: CacheEntry | undefined,
-    nowMs: number,
+    admin: boolean,
   ): Promise<CacheEntry | undefined> => {
+    if (admin) return load(hashHex, hash, stale, true);
     const running = cache.running(hashHex);
     if (running !== undefined) return running;
-    const p = load(hashHex, hash, stale, nowMs);
+    const p = load(hashHex, hash, stale, false);
     cache.track(hashHex, p);
     return p;
   };
@@ -166,10 +240,10 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     retryAfterMs: number | undefined,
   ): VerifyOutcome => {
     byCode[code] = (byCode[code] ?? 0) + 1;
-    if (audit !== undefined) {
+    if (audit !== undefined && sampler !== undefined) {
       const admin = input.purpose === "admin";
       if (code !== VerifyCode.VALID || (!admin && auditMode === "all")) {
-        audit.push({
+        const row: VerifyAuditRow = {
           timeMs: nowMs,
           // Only a found token names the org: an unauthenticated caller must not be able to
           // write rows into another org's audit trail.
@@ -183,7 +257,10 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
           method: clip(input.method),
           path: clip(input.path),
           requestId: clip(input.requestId),
-        });
+        };
+        // Denials that name no token cost nothing to send: sampled per peer.
+        if (record === undefined) sampler.push(peerOf(input), row);
+        else audit.push(row);
       }
     }
     return { code, record, remainingUses, retryAfterMs };
@@ -197,19 +274,35 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     }
     const hash = hashToken(raw);
     const hashHex = hash.toString("hex");
+    const admin = input.purpose === "admin";
     let entry = cache.get(hashHex);
-    if (entry !== undefined && nowMs - entry.loadedAtMs < currentSoftTtl()) {
+    if (entry !== undefined && isFresh(entry, admin, nowMs)) {
       localHits++;
     } else {
       if (entry === undefined && cache.isKnownMissing(hashHex, nowMs)) {
         negativeHits++;
         return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
       }
+      // A token this instance holds nothing for costs a lookup: budgeted per peer, refunded
+      // when the token exists, so only unknown tokens spend it.
+      const peer = peerOf(input);
+      const budgeted = entry === undefined && unknown !== undefined;
+      if (budgeted && !unknown.take(peer, nowMs)) {
+        unknownLimited++;
+        const wait = unknown.waitMs(peer, nowMs);
+        return finish(input, VerifyCode.RATE_LIMITED, undefined, nowMs, undefined, wait);
+      }
       if (entry !== undefined && nowMs - entry.loadedAtMs >= hardTtl) entry = undefined;
-      entry = await resolve(hashHex, hash, entry, nowMs);
+      try {
+        entry = await resolve(hashHex, hash, entry, admin);
+      } catch (err) {
+        if (budgeted) unknown.refund(peer);
+        throw err;
+      }
       if (entry === undefined) {
         return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
       }
+      if (budgeted) unknown.refund(peer);
     }
     let record = entry.record;
     let code = decide(record, input, nowMs, entry.usesSeen);
@@ -256,6 +349,12 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     return cache.coherent ? softTtl : Math.min(softTtl, DEGRADED_REFRESH_MS);
   }
 
+  /** Whether a local entry may answer without a reload (admin: only a fresh Postgres read). */
+  function isFresh(entry: CacheEntry, admin: boolean, nowMs: number): boolean {
+    const age = nowMs - entry.loadedAtMs;
+    return admin ? entry.fromSource && age < ADMIN_MAX_AGE_MS : age < currentSoftTtl();
+  }
+
   const tokensChanged = async (changes: readonly TokenChange[]): Promise<void> => {
     if (changes.length === 0) return;
     await cache.invalidate(
@@ -278,7 +377,33 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     negativeHits,
     staleServed,
     unavailable: unavailableCount,
+    unknownLimited,
+    auditSampled: sampler?.suppressed ?? 0,
+    sharedRefused,
   });
 
-  return { verify, tokensChanged, stats };
+  return {
+    verify,
+    tokensChanged,
+    tick(nowMs) {
+      sampler?.tick(nowMs);
+      unknown?.sweep(nowMs);
+    },
+    drainSamples() {
+      sampler?.tick(Number.POSITIVE_INFINITY);
+    },
+    stats,
+  };
+}
+
+/** Who sent the verification (the connection's address), for per-peer limits and sampling. */
+function peerOf(input: VerifyInput): string {
+  return input.peer ?? input.clientIp;
+}
+
+/** A lookup failed but a stale entry within the window may answer (internal to load). */
+class StaleServed extends Error {
+  constructor(readonly entry: CacheEntry) {
+    super("stale entry served");
+  }
 }

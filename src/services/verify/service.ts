@@ -1,6 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { normalizeIp } from "../../domain/cidr.js";
 import type { TokenRecord } from "../../domain/token-record.js";
+import { invalidArgument } from "../../errors.js";
 import {
   type TokenVerifyService,
   VerifyCode,
@@ -9,10 +11,14 @@ import {
 } from "../../gen/latchkey/v1/token_verify_service_pb.js";
 import type { Sql } from "../../store/db.js";
 import { createSlotRepo } from "../../store/slot-repo.js";
+import { VERIFY_CALLER_PERMISSION, verifyCaller } from "../auth.js";
 import type { CallContext, ServiceHandlers } from "../context.js";
 import { createSlotHandlers } from "./slots.js";
 import type { Verifier } from "./types.js";
 import { createWatchHandler } from "./watch.js";
+
+/** Who may call TokenVerifyService: anyone (`off`), or bearers of `tokens:verify` (`token`). */
+export type VerifyCallerAuth = "off" | "token";
 
 export interface VerifyServiceDeps {
   readonly verifier: Verifier;
@@ -20,7 +26,12 @@ export interface VerifyServiceDeps {
   readonly sql: Sql;
   /** How often an idle WatchRevocations stream polls the log (default 250 ms). */
   readonly watchPollMs?: number | undefined;
+  /** LATCHKEY_VERIFY_AUTH (default `off`). */
+  readonly callerAuth?: VerifyCallerAuth | undefined;
 }
+
+/** The gateway-facing methods that LATCHKEY_VERIFY_AUTH=token closes to anonymous callers. */
+const GUARDED = ["verifyToken", "acquireSlot", "renewSlot", "releaseSlot"] as const;
 
 // Shared answers are frozen: nothing may change them, and the gRPC listener encodes a frozen
 // message once and reuses the bytes.
@@ -71,15 +82,26 @@ function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespo
 /**
  * TokenVerifyService on both listeners. VerifyToken answers every business denial as data
  * (valid=false and a code; identity fields whenever the token exists) and raises a gRPC error
- * only when latchkey itself cannot decide (UNAVAILABLE from the verifier). Slots and the
- * revocation stream live in slots.ts and watch.ts.
+ * only when latchkey itself cannot decide (UNAVAILABLE from the verifier), or for bad input
+ * (a `client_ip` that is not an address: INVALID_ARGUMENT naming it). With `callerAuth`
+ * `token` (LATCHKEY_VERIFY_AUTH), VerifyToken and the slot methods first require a bearer token
+ * holding `tokens:verify`, authenticated like an admin caller. Slots and the revocation stream
+ * live in slots.ts and watch.ts.
  */
 export function createVerifyService(
   deps: VerifyServiceDeps,
 ): ServiceHandlers<typeof TokenVerifyService> {
   const { verifier } = deps;
-  return {
+  const handlers: ServiceHandlers<typeof TokenVerifyService> = {
     async verifyToken(request, context: CallContext) {
+      if (request.clientIp !== "" && normalizeIp(request.clientIp) === undefined) {
+        throw invalidArgument([
+          {
+            field: "client_ip",
+            description: "not an IPv4 or IPv6 address (leave it empty when unknown)",
+          },
+        ]);
+      }
       const outcome = await verifier.verify({
         token: request.token,
         requiredPermissions: request.requiredPermissions,
@@ -89,6 +111,7 @@ export function createVerifyService(
         path: request.path,
         requestId:
           request.requestId !== "" ? request.requestId : (context.header("x-request-id") ?? ""),
+        peer: context.peerAddress,
         purpose: "verify",
       });
       const record = outcome.record;
@@ -112,4 +135,15 @@ export function createVerifyService(
     ...createSlotHandlers({ verifier, slots: createSlotRepo(deps.sql) }),
     ...createWatchHandler({ verifier, sql: deps.sql, pollMs: deps.watchPollMs }),
   };
+  if (deps.callerAuth !== "token") return handlers;
+  // Authentication first, so an anonymous caller learns nothing, not even about its input.
+  const guarded = { ...handlers };
+  for (const name of GUARDED) {
+    const inner = handlers[name] as (request: never, context: CallContext) => Promise<unknown>;
+    (guarded as Record<string, unknown>)[name] = async (request: never, context: CallContext) => {
+      await verifyCaller(verifier, context, VERIFY_CALLER_PERMISSION);
+      return inner(request, context);
+    };
+  }
+  return guarded;
 }

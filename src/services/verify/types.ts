@@ -14,9 +14,16 @@ export interface VerifyInput {
   readonly path: string;
   readonly requestId: string;
   /**
+   * The address of the connection the request came on (a gateway's, not its client's): the
+   * key of the per-peer limits and audit sampling. Defaults to `clientIp` when not given.
+   */
+  readonly peer?: string | undefined;
+  /**
    * Who asks: "verify" (VerifyToken and gateway checks: audited per the audit mode) or
-   * "admin" (authentication of a TokenAdminService call: only denials are audited, with
-   * action `auth.denied`; the admin action writes its own row).
+   * "admin" (authentication of a caller — TokenAdminService, or TokenVerifyService under
+   * LATCHKEY_VERIFY_AUTH=token: only denials are audited, with action `auth.denied`; the token
+   * is taken from Postgres or from a local record read from Postgres at most 1 s ago, never
+   * from a Redis record alone).
    */
   readonly purpose: "verify" | "admin";
 }
@@ -72,6 +79,17 @@ export interface VerifierStats {
   /** Verifications answered from a local entry because Postgres could not be reached. */
   readonly staleServed: number;
   readonly unavailable: number;
+  /** Unknown tokens answered RATE_LIMITED by the per-peer limit, without a lookup. */
+  readonly unknownLimited: number;
+  /** Denials naming no token folded into a sampled audit row instead of written one by one. */
+  readonly auditSampled: number;
+  /** Shared-tier copies not used: older than a known change, or past the refresh point. */
+  readonly sharedRefused: number;
+  /** Shared-tier records whose MAC failed (forged, edited, moved) or in no known format. */
+  readonly recordsRejected: { readonly signature: number; readonly malformed: number };
+  /** Change-log entries applied to the caches, and failed polls of the log. */
+  readonly changesApplied: number;
+  readonly changePollFailures: number;
   readonly localEntries: number;
   readonly auditWritten: number;
   readonly auditDropped: number;

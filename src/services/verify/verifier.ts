@@ -4,11 +4,12 @@ import { type AuditWriteMethod, AuditWriter } from "../../store/audit-writer.js"
 import { LocalTier } from "../../store/cache/local.js";
 import { RedisTier } from "../../store/cache/redis.js";
 import { TieredTokenCache } from "../../store/cache/tiered.js";
-import type { Sql } from "../../store/db.js";
+import { type Sql, serverKey } from "../../store/db.js";
 import { UsageBatcher } from "../../store/usage-batcher.js";
 import { postgresTokenSource } from "../../store/verify-repo.js";
-import { createVerifyPipeline } from "./pipeline.js";
-import type { Clock, RateLimiter, Warn } from "./ports.js";
+import { ChangeFeed } from "./change-feed.js";
+import { createVerifyPipeline, type VerifyPipelineParts } from "./pipeline.js";
+import type { Clock, RateLimiter, TokenSource, Warn } from "./ports.js";
 import type { LatchkeyVerifier, VerifierStats } from "./types.js";
 
 /** The few log calls the verifier makes (a pino logger fits). */
@@ -47,10 +48,21 @@ export interface VerifierDeps {
   readonly auditMaxBuffered?: number | undefined;
   /** How often batched usage is written (default: the batcher's). */
   readonly usageFlushIntervalMs?: number | undefined;
+  /** Per-peer limit on lookups of unknown tokens (see VerifyPipelineParts.unknownLookups). */
+  readonly unknownLookups?: VerifyPipelineParts["unknownLookups"];
+  /** Window of the per-peer audit sampling of MALFORMED / NOT_FOUND (default 1 000 ms; 0: off). */
+  readonly auditSampleMs?: number | undefined;
+  /** How often the token change log is polled (default 500 ms). */
+  readonly changePollMs?: number | undefined;
+  /** Where tokens are read and uses consumed (default: Postgres on `sql`); tests wrap it. */
+  readonly source?: TokenSource | undefined;
   readonly log?: VerifierLog | undefined;
   /** Clock (epoch ms), for tests. */
   readonly now?: Clock | undefined;
 }
+
+/** Name of the `settings` row holding the key that signs records in Redis. */
+export const CACHE_KEY_SETTING = "cache_record_key";
 
 /**
  * Builds the production verifier: the Redis tier (when configured) behind the in-process tier,
@@ -64,7 +76,11 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
   const cacheSize = deps.cacheSize ?? 100_000;
   const warn = throttledWarn(deps.log, clock);
 
-  const local = new LocalTier(cacheSize, Math.min(Math.max(cacheSize, 1), 10_000));
+  const hardTtl = deps.cacheMaxStalenessMs ?? 30_000;
+  const recordTtl = deps.redisRecordTtlMs ?? 60_000;
+  // A version floor outlives every copy read before its change (see LocalTier).
+  const floorTtl = Math.max(hardTtl, recordTtl) + 5_000;
+  const local = new LocalTier(cacheSize, Math.min(Math.max(cacheSize, 1), 10_000), floorTtl);
   const redisUrl = deps.redisUrl;
   const cache = new TieredTokenCache(
     local,
@@ -74,8 +90,10 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
           new RedisTier({
             url: redisUrl,
             keyPrefix: deps.redisKeyPrefix ?? "latchkey:",
-            recordTtlMs: deps.redisRecordTtlMs ?? 60_000,
+            recordTtlMs: recordTtl,
             tombstoneMs: 5_000,
+            floorTtlMs: floorTtl,
+            loadKey: () => serverKey(sql, CACHE_KEY_SETTING),
             commandTimeoutMs: 250,
             events,
             warn,
@@ -99,32 +117,45 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
           // A gateway may pass a path whose query string carries the token: never store it.
           scrub: (text) =>
             text.includes(marker) ? text.replace(secretPattern, "[redacted]") : text,
-          onError: (err) => warn("audit write failed", err),
+          onError: (err) => warn("audit write failed; rows kept and retried", err),
+          onDropped: () => warn("audit buffer full: rows dropped (see latchkey audit metrics)"),
         });
   const usage = new UsageBatcher({
     sql,
     ...(deps.usageFlushIntervalMs === undefined
       ? {}
       : { flushIntervalMs: deps.usageFlushIntervalMs }),
-    onError: (err) => warn("usage flush failed", err),
+    onError: (err) => warn("usage flush failed; counts kept and retried", err),
+    onDropped: () => warn("usage counts dropped (buffer full or refused by Postgres)"),
   });
 
   const pipeline = createVerifyPipeline({
     tokenPrefix,
     cache,
-    source: postgresTokenSource(sql),
+    source: deps.source ?? postgresTokenSource(sql, clock),
     audit,
     auditMode,
     usage,
     rateLimiter: redis === undefined ? limiter : sharedRateLimiter(redis, limiter),
     clock,
-    maxStalenessMs: deps.cacheMaxStalenessMs,
+    maxStalenessMs: hardTtl,
     negativeTtlMs: deps.negativeTtlMs,
+    unknownLookups: deps.unknownLookups,
+    auditSampleMs: deps.auditSampleMs,
+    warn,
+  });
+  const feed = new ChangeFeed({
+    sql,
+    target: cache,
+    intervalMs: deps.changePollMs,
+    lookbackMs: hardTtl,
     warn,
   });
 
   const maintenance = setInterval(() => {
-    limiter.sweep(clock());
+    const now = clock();
+    limiter.sweep(now);
+    pipeline.tick(now);
     if (redis !== undefined) void redis.retryUndelivered();
   }, 1_000);
   maintenance.unref();
@@ -134,11 +165,14 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
     verify: pipeline.verify,
     tokensChanged: pipeline.tokensChanged,
     async flush() {
+      pipeline.drainSamples();
       await Promise.all([usage.flush(), audit?.flush()]);
     },
     close() {
       closing ??= (async () => {
         clearInterval(maintenance);
+        pipeline.drainSamples();
+        await feed.close();
         await Promise.all([usage.close(), audit?.close()]);
         await redis?.close();
       })();
@@ -160,6 +194,9 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
       usageFlushSeconds: usage.flushSeconds,
       redisReady: redis?.ready,
       redisSubscribed: redis?.subscribed,
+      recordsRejected: redis?.rejected ?? { signature: 0, malformed: 0 },
+      changesApplied: feed.applied,
+      changePollFailures: feed.failures,
     }),
     redisHealthy: async () => (redis === undefined ? true : redis.ping()),
   };

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
 import type { RateLimitRule, TokenRecord } from "../../domain/token-record.js";
 import { decodeRecord, encodeRecord } from "./record-codec.js";
-import type { CachedTokenKey, SharedTier, SharedTierEvents } from "./types.js";
+import type { CachedTokenKey, SharedTier, SharedTierEvents, VersionedChange } from "./types.js";
 
 export interface RedisTierOptions {
   readonly url: string;
@@ -12,6 +12,16 @@ export interface RedisTierOptions {
   readonly recordTtlMs: number;
   /** How long after a change no instance may write the changed record back (cache race). */
   readonly tombstoneMs: number;
+  /**
+   * How long a version floor from the change log is kept: at least the longest a record may be
+   * served after its Postgres read, so an outdated copy has aged out when the floor goes.
+   */
+  readonly floorTtlMs: number;
+  /**
+   * The key that signs records (from the `settings` table, shared by every instance). Until it
+   * has been read, the tier neither serves nor stores records.
+   */
+  readonly loadKey: () => Promise<Buffer>;
   /** Per-command timeout: a slow Redis must not hold verification up. */
   readonly commandTimeoutMs: number;
   readonly events: SharedTierEvents;
@@ -19,8 +29,43 @@ export interface RedisTierOptions {
   readonly warn: (msg: string, err?: unknown) => void;
 }
 
-const FILL = `if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+/*
+ * Compare-and-set of a record: refused while a change's tombstone stands, below the token's
+ * version floor, and over a record of a higher version (or the same version read later).
+ * KEYS: record, tombstone, floor. ARGV: value, ttl ms, version, read time ms.
+ */
+const FILL = `if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local v = tonumber(ARGV[3])
+if v < tonumber(redis.call('GET', KEYS[3]) or '0') then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local cv, cr = string.match(cur, '^(%d+)|(%d+)|')
+  if cv and (tonumber(cv) > v or (tonumber(cv) == v and tonumber(cr) >= tonumber(ARGV[4]))) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
+/*
+ * Version floors from the change log. KEYS: record, floor pairs; ARGV: floor ttl ms, then one
+ * version per pair. Raises each floor and deletes a held record of a lower version.
+ */
+const FLOOR = `for i = 1, #KEYS, 2 do
+  local v = tonumber(ARGV[(i + 1) / 2 + 1])
+  if v > tonumber(redis.call('GET', KEYS[i + 1]) or '0') then
+    redis.call('SET', KEYS[i + 1], ARGV[(i + 1) / 2 + 1], 'PX', ARGV[1])
+  end
+  local cur = redis.call('GET', KEYS[i])
+  if cur then
+    local cv = string.match(cur, '^(%d+)|')
+    if not cv or tonumber(cv) < v then redis.call('DEL', KEYS[i]) end
+  end
+end
+return 1`;
+
+/* Deletes a value only if it is still the one that was refused (KEYS: record; ARGV: value). */
+const DROP_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0`;
 
 const INVALIDATE = `for i = 1, #KEYS, 2 do
@@ -48,11 +93,20 @@ function script(src: string): Script {
   return { src, sha: createHash("sha1").update(src).digest("hex") };
 }
 
-const SCRIPTS = { fill: script(FILL), invalidate: script(INVALIDATE), rate: script(RATE) };
+const SCRIPTS = {
+  fill: script(FILL),
+  floor: script(FLOOR),
+  dropIf: script(DROP_IF),
+  invalidate: script(INVALIDATE),
+  rate: script(RATE),
+};
 
 /**
- * The shared tier: compact token records under `<prefix>tok:<sha256 hex>` (never the secret),
- * invalidations on the channel `<prefix>changes`, and per-token rate-limit windows. Every
+ * The shared tier: compact, signed token records under `<prefix>tok:{<sha256 hex>}` (never the
+ * secret; see record-codec.ts), invalidations on the channel `<prefix>changes`, version floors
+ * and per-token rate-limit windows. A record is written only by compare-and-set (never over a
+ * newer version, never below a floor) and read only if its MAC holds: whoever can write to
+ * Redis can delete records or make them fail (a miss: Postgres answers), not forge one. Every
  * command fails fast when Redis is away (no offline queue, short timeouts), so the verifier
  * falls back to its local tier and Postgres instead of waiting. Invalidations that could not be
  * delivered are kept and replayed when Redis returns, so a revocation made during an outage
@@ -70,6 +124,9 @@ export class RedisTier implements SharedTier {
   private closed = false;
   /** Redis commands that failed (metrics). */
   errors = 0;
+  /** Records refused on read: MAC failed (forged, edited, moved) or not in this format. */
+  readonly rejected = { signature: 0, malformed: 0 };
+  private signingKey: Buffer | undefined;
 
   constructor(private readonly options: RedisTierOptions) {
     const common = {
@@ -108,6 +165,19 @@ export class RedisTier implements SharedTier {
       this.subscribedNow = false;
     });
     this.subscribe();
+    void this.readKey();
+  }
+
+  /** Reads the signing key, retrying every second while Postgres cannot answer. */
+  private async readKey(): Promise<void> {
+    while (!this.closed && this.signingKey === undefined) {
+      try {
+        this.signingKey = await this.options.loadKey();
+      } catch (err) {
+        this.options.warn("cannot read the cache signing key; Redis tier off until it can", err);
+        await new Promise((r) => setTimeout(r, 1_000).unref());
+      }
+    }
   }
 
   private subscribe(): void {
@@ -136,39 +206,92 @@ export class RedisTier implements SharedTier {
     return this.subscribedNow && this.sub.status === "ready";
   }
 
+  // The hash tag ({…}) keeps a token's keys in one slot, so its scripts also run on a cluster.
   private key(hashHex: string): string {
-    return `${this.options.keyPrefix}tok:${hashHex}`;
+    return `${this.options.keyPrefix}tok:{${hashHex}}`;
   }
 
   private tomb(hashHex: string): string {
-    return `${this.options.keyPrefix}tomb:${hashHex}`;
+    return `${this.options.keyPrefix}tomb:{${hashHex}}`;
+  }
+
+  private floorKey(hashHex: string): string {
+    return `${this.options.keyPrefix}floor:{${hashHex}}`;
   }
 
   /**
-   * The cached record, null when Redis has none, undefined when Redis cannot answer (or the
-   * token has an undelivered change, so Redis may hold a stale copy).
+   * The cached record, null when Redis has none (or only one that fails its MAC: counted, and
+   * deleted), undefined when Redis cannot answer (or the token has an undelivered change, so
+   * Redis may hold a stale copy, or the signing key is not known yet).
    */
   async getRecord(hashHex: string): Promise<TokenRecord | null | undefined> {
-    if (!this.ready || this.undelivered.has(hashHex)) return undefined;
+    const signingKey = this.signingKey;
+    if (!this.ready || signingKey === undefined || this.undelivered.has(hashHex)) return undefined;
+    const key = this.key(hashHex);
+    let raw: string | null;
     try {
-      const raw = await this.cmd.get(this.key(hashHex));
-      return raw === null ? null : decodeRecord(raw);
+      raw = await this.cmd.get(key);
     } catch {
       this.errors++;
       return undefined;
     }
+    if (raw === null) return null;
+    const decoded = decodeRecord(raw, signingKey, key);
+    if ("record" in decoded) return decoded.record;
+    this.rejected[decoded.rejected]++;
+    if (decoded.rejected === "signature") {
+      this.options.warn("redis record failed its signature; ignored and deleted");
+    }
+    this.run(SCRIPTS.dropIf, [key], [raw]).catch(() => {
+      this.errors++;
+    });
+    return null;
   }
 
-  /** Caches a record read from Postgres, unless a change to it happened moments ago. */
+  /**
+   * Caches a record read from Postgres by compare-and-set: not while a change's tombstone
+   * stands, not below the token's version floor, never over a newer copy.
+   */
   fillRecord(hashHex: string, record: TokenRecord): void {
-    if (!this.ready || this.undelivered.has(hashHex)) return;
+    const signingKey = this.signingKey;
+    if (!this.ready || signingKey === undefined || this.undelivered.has(hashHex)) return;
+    const key = this.key(hashHex);
     this.run(
       SCRIPTS.fill,
-      [this.key(hashHex), this.tomb(hashHex)],
-      [encodeRecord(record), String(this.options.recordTtlMs)],
+      [key, this.tomb(hashHex), this.floorKey(hashHex)],
+      [
+        encodeRecord(record, signingKey, key),
+        String(this.options.recordTtlMs),
+        String(Math.trunc(record.version)),
+        String(Math.trunc(record.readAtMs)),
+      ],
     ).catch(() => {
       this.errors++;
     });
+  }
+
+  /**
+   * Version floors from the change log: from now on no copy older than the change is stored,
+   * and an older one held is deleted. Best effort (every instance applies the same log, and
+   * each also checks floors itself on read).
+   */
+  async applyFloors(changes: readonly VersionedChange[]): Promise<void> {
+    if (!this.ready) return;
+    for (let i = 0; i < changes.length; i += 500) {
+      const keys: string[] = [];
+      const args: string[] = [String(this.options.floorTtlMs)];
+      for (const c of changes.slice(i, i + 500)) {
+        keys.push(this.key(c.hashHex), this.floorKey(c.hashHex));
+        args.push(String(Math.trunc(c.version)));
+      }
+      try {
+        await this.run(SCRIPTS.floor, keys, args);
+      } catch (err) {
+        this.errors++;
+        this.options.warn("redis version floors not applied", err);
+        return;
+      }
+    }
   }
 
   /**

@@ -6,6 +6,7 @@ import type {
   SharedTier,
   SharedTierEvents,
   TokenCache,
+  VersionedChange,
 } from "./types.js";
 
 /**
@@ -53,12 +54,16 @@ export class TieredTokenCache<S extends SharedTier = SharedTier> implements Toke
     return this.currentEpoch;
   }
 
+  floor(hashHex: string): number {
+    return this.local.floor(hashHex);
+  }
+
   readShared(hashHex: string): Promise<TokenRecord | null | undefined> | undefined {
     return this.shared?.getRecord(hashHex);
   }
 
-  set(hashHex: string, record: CompiledRecord, loadedAtMs: number): CacheEntry {
-    return this.local.set(hashHex, record, loadedAtMs);
+  set(hashHex: string, record: CompiledRecord, fromSource: boolean): CacheEntry {
+    return this.local.set(hashHex, record, fromSource);
   }
 
   setMissing(hashHex: string, untilMs: number): void {
@@ -92,6 +97,16 @@ export class TieredTokenCache<S extends SharedTier = SharedTier> implements Toke
       changes.map((c) => c.id),
     );
     if (this.shared !== undefined) await this.shared.invalidate(changes);
+  }
+
+  async applyChanges(changes: readonly VersionedChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    this.dropChanged(
+      changes.map((c) => c.hashHex),
+      changes.map((c) => c.id),
+    );
+    for (const c of changes) this.local.raiseFloor(c.hashHex, c.version);
+    if (this.shared !== undefined) await this.shared.applyFloors(changes);
   }
 
   get size(): number {

@@ -3,8 +3,14 @@ import type { CompiledRecord, TokenRecord } from "../../domain/token-record.js";
 /** One token as the verifier holds it in memory. */
 export interface CacheEntry {
   readonly record: CompiledRecord;
-  /** When the record was read from the shared tier or Postgres (epoch ms); its age bounds staleness. */
+  /**
+   * When the record was read from Postgres (epoch ms; `record.readAtMs`), by this instance or by
+   * the one that put it in the shared tier: its age bounds staleness, and a cache hit never
+   * makes it younger.
+   */
   readonly loadedAtMs: number;
+  /** This instance read it from Postgres itself (not from the shared tier). */
+  readonly fromSource: boolean;
   /**
    * Highest use count this instance has seen for a limited token (from its own consumptions),
    * so an exhausted single-use token is refused locally without another write.
@@ -16,6 +22,11 @@ export interface CacheEntry {
 export interface CachedTokenKey {
   readonly hashHex: string;
   readonly id: string;
+}
+
+/** A change read from the token change log: records older than `version` are outdated. */
+export interface VersionedChange extends CachedTokenKey {
+  readonly version: number;
 }
 
 /**
@@ -37,13 +48,23 @@ export interface TokenCache {
   /** Bumped by every invalidation; read before a load, compared before filling. */
   readonly epoch: number;
   /**
+   * The lowest version of this token any tier may still serve (0 when no change is known):
+   * raised by the change log, so a record read before a change is refused wherever it comes
+   * from.
+   */
+  floor(hashHex: string): number;
+  /**
    * Asks the shared tier: the record, null when it has none, undefined when it cannot answer
    * (or the token has an undelivered change). Returns undefined at once, without a promise,
    * when there is no shared tier.
    */
   readShared(hashHex: string): Promise<TokenRecord | null | undefined> | undefined;
-  /** Keeps a record in the in-process tier and returns its entry. */
-  set(hashHex: string, record: CompiledRecord, loadedAtMs: number): CacheEntry;
+  /**
+   * Keeps a record in the in-process tier and returns the entry to use: the one given, or the
+   * newer one the tier already holds (a tier never replaces a newer version with an older one,
+   * nor keeps a version below the floor).
+   */
+  set(hashHex: string, record: CompiledRecord, fromSource: boolean): CacheEntry;
   /** Remembers a NOT_FOUND answer until `untilMs`. */
   setMissing(hashHex: string, untilMs: number): void;
   /** Offers a record read from Postgres to the shared tier (best effort, not awaited). */
@@ -62,6 +83,11 @@ export interface TokenCache {
    * every other instance.
    */
   invalidate(changes: readonly CachedTokenKey[]): Promise<void>;
+  /**
+   * Applies entries of the token change log (polled from Postgres by every instance): drops the
+   * tokens here, raises their floors, and removes outdated copies from the shared tier.
+   */
+  applyChanges(changes: readonly VersionedChange[]): Promise<void>;
   /** Entries in the in-process tier (metrics). */
   readonly size: number;
 }
@@ -84,4 +110,6 @@ export interface SharedTier {
   getRecord(hashHex: string): Promise<TokenRecord | null | undefined>;
   fillRecord(hashHex: string, record: TokenRecord): void;
   invalidate(changes: readonly CachedTokenKey[]): Promise<void>;
+  /** Refuses, from now on, copies older than each change's version, and deletes those it holds. */
+  applyFloors(changes: readonly VersionedChange[]): Promise<void>;
 }
