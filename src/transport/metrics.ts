@@ -285,11 +285,6 @@ function registerHardeningMetrics(registry: Registry, stats: () => VerifyStatsSo
     "Polls of the token change log that failed.",
     (s) => s.changePollFailures ?? 0,
   );
-  counter(
-    "latchkey_usage_dropped_total",
-    "Uses not counted: the usage buffer was full or Postgres refused a batch.",
-    (s) => s.usageDropped ?? 0,
-  );
   new Counter({
     name: "latchkey_cache_records_rejected_total",
     help: "Redis records refused on read: `signature` (MAC failed: forged, edited, moved), `malformed`.",
@@ -299,8 +294,9 @@ function registerHardeningMetrics(registry: Registry, stats: () => VerifyStatsSo
       this.reset();
       const r = stats().recordsRejected;
       if (r === undefined) return;
-      if (r.signature > 0) this.inc({ reason: "signature" }, r.signature);
-      if (r.malformed > 0) this.inc({ reason: "malformed" }, r.malformed);
+      // Both series always present (0 included), so alerts and dashboards see them from the start.
+      this.inc({ reason: "signature" }, r.signature);
+      this.inc({ reason: "malformed" }, r.malformed);
     },
   });
 }
