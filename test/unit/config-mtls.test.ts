@@ -18,14 +18,17 @@ const TLS = { LATCHKEY_TLS_CERT: pem("cert"), LATCHKEY_TLS_KEY: pem("key") };
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function problemsOf(env: Record<string, string>): readonly string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
+/** The one ConfigError loadConfig throws for `env`, listing every problem. */
+function configError(env: Record<string, string>): ConfigError {
+  const err: unknown = (() => {
+    try {
+      return loadConfig(env);
+    } catch (e) {
+      return e;
+    }
+  })();
+  if (!(err instanceof ConfigError)) throw new Error("expected a ConfigError");
+  return err;
 }
 
 describe("mTLS configuration", () => {
@@ -42,7 +45,7 @@ describe("mTLS configuration", () => {
   });
 
   it("reports every mistake together, each naming its variable", () => {
-    const problems = problemsOf({
+    const { problems } = configError({
       LATCHKEY_TLS_CLIENT_CA: pem("garbage"),
       LATCHKEY_TLS_CLIENT_AUTH: "some",
       LATCHKEY_TOKEN_PREFIX: "BAD",
@@ -58,19 +61,20 @@ describe("mTLS configuration", () => {
   });
 
   it("a client CA without LATCHKEY_TLS_CERT/KEY is refused", () => {
-    expect(problemsOf({ LATCHKEY_TLS_CLIENT_CA: pem("cert") })).toEqual([
+    expect(configError({ LATCHKEY_TLS_CLIENT_CA: pem("cert") }).problems).toEqual([
       expect.stringMatching(/^LATCHKEY_TLS_CLIENT_CA: client certificates need TLS/),
     ]);
   });
 
   it("LATCHKEY_TLS_CLIENT_AUTH without a client CA is refused, not ignored", () => {
-    expect(problemsOf({ ...TLS, LATCHKEY_TLS_CLIENT_AUTH: "admin" })).toEqual([
+    expect(configError({ ...TLS, LATCHKEY_TLS_CLIENT_AUTH: "admin" }).problems).toEqual([
       expect.stringMatching(/^LATCHKEY_TLS_CLIENT_AUTH: only meaningful with/),
     ]);
   });
 
   it("an unreadable client CA names the path", () => {
-    expect(problemsOf({ ...TLS, LATCHKEY_TLS_CLIENT_CA: join(dir, "missing.pem") })).toEqual([
+    const { problems } = configError({ ...TLS, LATCHKEY_TLS_CLIENT_CA: join(dir, "missing.pem") });
+    expect(problems).toEqual([
       `LATCHKEY_TLS_CLIENT_CA=${join(dir, "missing.pem")}: cannot read the file`,
     ]);
   });
