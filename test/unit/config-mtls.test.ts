@@ -9,10 +9,14 @@ import { ConfigError, loadConfig } from "../../src/config.js";
 
 const dir = mkdtempSync(join(tmpdir(), "latchkey-mtls-config-"));
 const pem = (name: string): string => join(dir, `${name}.pem`);
-execFileSync("openssl", [
-  ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
-  ...["-days", "1", "-subj", "/CN=test", "-keyout", pem("key"), "-out", pem("cert")],
-]);
+execFileSync(
+  "openssl",
+  [
+    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
+    ...["-days", "1", "-subj", "/CN=test", "-keyout", pem("key"), "-out", pem("cert")],
+  ],
+  { stdio: "ignore" },
+);
 writeFileSync(pem("garbage"), "not a certificate\n");
 const TLS = { LATCHKEY_TLS_CERT: pem("cert"), LATCHKEY_TLS_KEY: pem("key") };
 
