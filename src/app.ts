@@ -7,6 +7,7 @@ import type { LatchkeyVerifier } from "./services/verify/types.js";
 import { createAuditRepo } from "./store/audit-repo.js";
 import { type Sql, serverKey } from "./store/db.js";
 import { createTokenRepo } from "./store/token-repo.js";
+import type { TlsOptions } from "./transport/client-cert.js";
 import { extAuthzService } from "./transport/grpc/ext-authz.js";
 import { createHealthReporter, type GrpcHealthReporter } from "./transport/grpc/health.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc/server.js";
@@ -29,7 +30,8 @@ export interface InstanceDeps {
   /** `host:port` (port 0: a free one). */
   readonly grpcListen: string;
   readonly httpListen: string;
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** TLS on both listeners; with `clientCa`, mTLS (LATCHKEY_TLS_CLIENT_CA / _CLIENT_AUTH). */
+  readonly tls?: TlsOptions | undefined;
   /** First-byte, header and idle timeouts and the stream cap of both listeners. */
   readonly limits?: ConnectionLimits | undefined;
   /** How often readiness (health, /readyz, gauges) is re-checked in the background (ms). */
@@ -91,6 +93,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     log,
     metrics: metrics.rpc,
     authenticate: createAuthenticator(verifier),
+    requireClientCertificate: deps.tls?.clientCa !== undefined,
   });
   const health = createHealthReporter({ extraServiceNames: [Authorization.typeName] });
   const readiness = createReadinessMonitor({

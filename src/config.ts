@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
@@ -23,7 +24,17 @@ export interface Config {
   readonly tokenPrefix: string;
   /** Unset: never bootstrap. */
   readonly bootstrapOrg: string | undefined;
-  readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  readonly tls:
+    | {
+        readonly cert: Buffer;
+        readonly key: Buffer;
+        // --- mTLS (issue #11): LATCHKEY_TLS_CLIENT_CA, LATCHKEY_TLS_CLIENT_AUTH ---
+        /** PEM CA that client certificates must chain to; unset: no client certificates. */
+        readonly clientCa: Buffer | undefined;
+        /** `all`: every connection needs one; `admin`: only TokenAdminService calls. */
+        readonly clientAuth: ClientAuthMode;
+      }
+    | undefined;
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   readonly auditMode: AuditMode;
   /** Entries in the in-process token cache. */
@@ -73,6 +84,10 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 const AUDIT_MODES = ["all", "denials", "none"] as const;
+const CLIENT_AUTH_MODES = ["all", "admin"] as const;
+
+/** Where client certificates are required (LATCHKEY_TLS_CLIENT_AUTH). */
+export type ClientAuthMode = (typeof CLIENT_AUTH_MODES)[number];
 
 /**
  * Reads and validates the environment once. Nothing else in latchkey reads process.env, so
@@ -168,6 +183,25 @@ export function loadConfig(env: Env = process.env): Config {
     bootstrapOrg = bootstrapRaw.trim();
   }
 
+  // --- mTLS (issue #11): a client CA only means something on top of TLS.
+  const mtls = {
+    clientCa: clientCa(str("LATCHKEY_TLS_CLIENT_CA"), problems),
+    clientAuth: oneOf("LATCHKEY_TLS_CLIENT_AUTH", CLIENT_AUTH_MODES, "all"),
+  };
+  if (mtls.clientCa !== undefined && str("LATCHKEY_TLS_CERT") === undefined) {
+    problems.push(
+      "LATCHKEY_TLS_CLIENT_CA: client certificates need TLS; set LATCHKEY_TLS_CERT and LATCHKEY_TLS_KEY too",
+    );
+  }
+  if (
+    str("LATCHKEY_TLS_CLIENT_AUTH") !== undefined &&
+    str("LATCHKEY_TLS_CLIENT_CA") === undefined
+  ) {
+    problems.push(
+      "LATCHKEY_TLS_CLIENT_AUTH: only meaningful with LATCHKEY_TLS_CLIENT_CA (the CA client certificates must chain to)",
+    );
+  }
+
   const certPath = str("LATCHKEY_TLS_CERT");
   const keyPath = str("LATCHKEY_TLS_KEY");
   let tls: Config["tls"];
@@ -184,7 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     };
     const cert = read("LATCHKEY_TLS_CERT", certPath);
     const key = read("LATCHKEY_TLS_KEY", keyPath);
-    if (cert !== undefined && key !== undefined) tls = { cert, key };
+    if (cert !== undefined && key !== undefined) tls = { cert, key, ...mtls };
   }
 
   // --- operations (#8, #13): durations are `500ms`, `10s`, `5m`, `1h`, or bare seconds.
@@ -301,4 +335,28 @@ function corsOrigins(raw: string | undefined, problems: string[]): readonly stri
     } else if (!out.includes(origin)) out.push(origin);
   }
   return out;
+}
+
+// --- mTLS (issue #11) ---
+/**
+ * LATCHKEY_TLS_CLIENT_CA: a PEM file of one or more CA certificates. Read and parsed here so a
+ * wrong path or a file that is not a certificate stops the start with the other problems,
+ * instead of surfacing as a TLS failure on the first client.
+ */
+function clientCa(path: string | undefined, problems: string[]): Buffer | undefined {
+  if (path === undefined) return undefined;
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch {
+    problems.push(`LATCHKEY_TLS_CLIENT_CA=${path}: cannot read the file`);
+    return undefined;
+  }
+  try {
+    new X509Certificate(pem);
+  } catch {
+    problems.push(`LATCHKEY_TLS_CLIENT_CA=${path}: not a PEM certificate`);
+    return undefined;
+  }
+  return pem;
 }

@@ -239,7 +239,12 @@ async function serve(
   }, PARTITION_CHECK_MS);
   partitions.unref();
 
-  const scheme = config.tls === undefined ? "" : " (TLS)";
+  const scheme =
+    config.tls === undefined
+      ? ""
+      : config.tls.clientCa === undefined
+        ? " (TLS)"
+        : ` (mTLS: client certificates for ${config.tls.clientAuth === "all" ? "every call" : "TokenAdminService"})`;
   const grpcAt = formatHostPort({ host: config.grpcListen.host, port: grpcPort });
   const httpAt = formatHostPort({ host: config.httpListen.host, port: httpPort });
   if (cluster.isWorker) {

@@ -27,6 +27,19 @@ export interface CallContext {
    * (TokenAdminService); undefined for unauthenticated methods.
    */
   caller: Caller | undefined;
+  /**
+   * The client certificate the TLS layer verified against LATCHKEY_TLS_CLIENT_CA; undefined
+   * without one (plaintext, none presented, or not signed by that CA). Read lazily.
+   */
+  readonly clientCertificate?: ClientCertificate | undefined;
+}
+
+/** A verified client certificate (mTLS), as much of it as a handler or an audit row needs. */
+export interface ClientCertificate {
+  /** Subject CN ("" when the certificate has none). */
+  readonly commonName: string;
+  /** SHA-256 fingerprint, colon-separated upper-case hex as node:tls writes it. */
+  readonly fingerprint256: string;
 }
 
 /**

@@ -12,6 +12,7 @@ import { TokenAdminService } from "../gen/latchkey/v1/token_admin_service_pb.js"
 import { TokenVerifyService } from "../gen/latchkey/v1/token_verify_service_pb.js";
 import type { Authenticator } from "../services/auth.js";
 import type { CallContext, ServiceHandlers } from "../services/context.js";
+import { requiringClientCertificate } from "./client-cert.js";
 import { type ErrorLog, toConnectError } from "./error-mapper.js";
 import { MalformedRequest } from "./malformed.js";
 import type { MethodRecorder, RpcMetrics } from "./metrics.js";
@@ -69,6 +70,11 @@ export interface AdaptOptions {
    * (`ctx.caller`); given for TokenAdminService.
    */
   readonly authenticate?: Authenticator | undefined;
+  /**
+   * mTLS (LATCHKEY_TLS_CLIENT_CA): TokenAdminService calls without a verified client
+   * certificate are UNAUTHENTICATED / CLIENT_CERTIFICATE_REQUIRED, on both listeners alike.
+   */
+  readonly requireClientCertificate?: boolean | undefined;
 }
 
 /** gRPC status OK (connect's Code enum has no member for it). */
@@ -208,13 +214,19 @@ export interface LatchkeyHandlers {
 }
 
 /**
- * Adapts both latchkey services: TokenAdminService with `options.authenticate`, the
- * unauthenticated TokenVerifyService without it. The composition root calls this once and hands
+ * Adapts both latchkey services: TokenAdminService with `options.authenticate` (behind the
+ * client-certificate check when `requireClientCertificate`), the unauthenticated
+ * TokenVerifyService without either. The composition root calls this once and hands
  * the result to both listeners.
  */
 export function adaptLatchkey(handlers: LatchkeyHandlers, options: AdaptOptions): RpcService[] {
+  const { authenticate } = options;
+  const admin =
+    options.requireClientCertificate === true && authenticate !== undefined
+      ? { ...options, authenticate: requiringClientCertificate(authenticate) }
+      : options;
   return [
-    adaptService(TokenAdminService, handlers.admin, options),
+    adaptService(TokenAdminService, handlers.admin, admin),
     adaptService(TokenVerifyService, handlers.verify, {
       log: options.log,
       metrics: options.metrics,

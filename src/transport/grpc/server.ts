@@ -1,6 +1,7 @@
 import type { DescFile } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
+import { clientCertificateOptions, type TlsOptions } from "../client-cert.js";
 import type { ErrorLog } from "../error-mapper.js";
 import { type ConnectionLimits, DEFAULT_LIMITS } from "../limits.js";
 import type { RpcMetrics } from "../metrics.js";
@@ -78,21 +79,45 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
 export function listenGrpc(
   server: grpc.Server,
   hostPort: string,
-  tls?: { readonly cert: Buffer; readonly key: Buffer },
+  tls?: TlsOptions | undefined,
 ): Promise<number> {
   const credentials =
-    tls === undefined
-      ? grpc.ServerCredentials.createInsecure()
-      : grpc.ServerCredentials.createSsl(
-          null,
-          [{ cert_chain: tls.cert, private_key: tls.key }],
-          false,
-        );
+    tls === undefined ? grpc.ServerCredentials.createInsecure() : serverCredentials(tls);
   return new Promise((resolve, reject) => {
     server.bindAsync(hostPort, credentials, (err, port) =>
       err === null ? resolve(port) : reject(bindError(hostPort, err)),
     );
   });
+}
+
+/**
+ * TLS credentials of the gRPC listener. With a client CA under `all`, grpc-js's own
+ * `createSsl(ca, …, true)` refuses clients without a certificate from that CA in the handshake.
+ * Under `admin` the handshake must ask for a certificate without insisting (node's
+ * `rejectUnauthorized: false`), which createSsl cannot express; grpc-js's certificate-provider
+ * credentials can (`requireClientCertificate = false`), and the RPC adapter then refuses admin
+ * calls whose certificate did not verify.
+ */
+function serverCredentials(tls: TlsOptions): grpc.ServerCredentials {
+  const pair = { cert_chain: tls.cert, private_key: tls.key };
+  const client = clientCertificateOptions(tls);
+  if (client.ca === undefined || client.rejectUnauthorized) {
+    return grpc.ServerCredentials.createSsl(client.ca ?? null, [pair], client.requestCert);
+  }
+  const ca = client.ca;
+  // One static provider serves both the identity and the CA, so the provider arguments'
+  // order (which grpc-js's declaration and implementation name differently) cannot matter.
+  // Updates are delivered on the next tick, as grpc-js's own file-watcher provider does: the
+  // credentials register the server's watcher only after subscribing to the provider, so a
+  // synchronous update would be lost. No connection can be accepted before the next tick.
+  const identity = { certificate: tls.cert, privateKey: tls.key };
+  const provider: grpc.experimental.CertificateProvider = {
+    addCaCertificateListener: (listener) => process.nextTick(listener, { caCertificate: ca }),
+    removeCaCertificateListener: () => {},
+    addIdentityCertificateListener: (listener) => process.nextTick(listener, identity),
+    removeIdentityCertificateListener: () => {},
+  };
+  return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
 }
 
 /**

@@ -1,7 +1,14 @@
 import { once } from "node:events";
+import type { PeerCertificate } from "node:tls";
 import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import type { CallContext, Caller, ServiceHandlers } from "../../services/context.js";
+import type {
+  CallContext,
+  Caller,
+  ClientCertificate,
+  ServiceHandlers,
+} from "../../services/context.js";
+import { fromPeerCertificate } from "../client-cert.js";
 import { type ErrorLog, toGrpcError } from "../error-mapper.js";
 import { MALFORMED, MalformedRequest } from "../malformed.js";
 import type { RpcMetrics } from "../metrics.js";
@@ -20,6 +27,8 @@ interface SurfaceCall {
   readonly metadata: grpc.Metadata;
   readonly cancelled: boolean;
   getPeer(): string;
+  /** grpc-js ≥ 1.12 (its AuthContext type is not exported). */
+  getAuthContext(): { readonly sslPeerCertificate?: PeerCertificate | undefined };
   once(event: "cancelled", listener: () => void): unknown;
 }
 
@@ -45,6 +54,11 @@ class GrpcCallContext implements CallContext {
   get peerAddress(): string {
     if (this.#peer === undefined) this.#peer = peerIp(this.call.getPeer());
     return this.#peer;
+  }
+
+  /** grpc-js reports `sslPeerCertificate` only for a certificate that verified (`authorized`). */
+  get clientCertificate(): ClientCertificate | undefined {
+    return fromPeerCertificate(this.call.getAuthContext().sslPeerCertificate);
   }
 
   get signal(): AbortSignal {

@@ -9,7 +9,8 @@ import {
   type ServiceImpl,
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { CallContext, Caller } from "../../services/context.js";
+import type { CallContext, Caller, ClientCertificate } from "../../services/context.js";
+import { verifiedCertificate } from "../client-cert.js";
 import { MALFORMED } from "../malformed.js";
 import { socketIp } from "../peer.js";
 import type { Message, RpcMethod, RpcService } from "../rpc-adapter.js";
@@ -19,6 +20,7 @@ import { checkingDecode, kMalformed } from "./decode-check.js";
 const READ_MAX_BYTES = 4 * 1024 * 1024;
 
 const kPeer = createContextKey<string>("", { description: "latchkey peer address" });
+const kSocket = createContextKey<unknown>(undefined, { description: "latchkey request socket" });
 
 /** Adapts connect's HandlerContext to the CallContext the shared handlers expect. */
 class ConnectCallContext implements CallContext {
@@ -35,6 +37,10 @@ class ConnectCallContext implements CallContext {
 
   get peerAddress(): string {
     return socketIp(this.ctx.values.get(kPeer));
+  }
+
+  get clientCertificate(): ClientCertificate | undefined {
+    return verifiedCertificate(this.ctx.values.get(kSocket));
   }
 
   get signal(): AbortSignal {
@@ -89,6 +95,9 @@ export function connectHandler(services: readonly RpcService[]): NodeHandler {
       });
     },
     readMaxBytes: READ_MAX_BYTES,
-    contextValues: (req) => createContextValues().set(kPeer, req.socket.remoteAddress ?? ""),
+    contextValues: (req) =>
+      createContextValues()
+        .set(kPeer, req.socket.remoteAddress ?? "")
+        .set(kSocket, req.socket),
   });
 }

@@ -2,6 +2,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import type * as net from "node:net";
 import type * as tls from "node:tls";
+import { clientCertificateOptions, type TlsOptions } from "../client-cert.js";
 import type { ErrorLog } from "../error-mapper.js";
 import { type ConnectionLimits, DEFAULT_LIMITS } from "../limits.js";
 import type { RpcMetrics } from "../metrics.js";
@@ -23,8 +24,11 @@ interface HttpListenerOptions extends ProbeOptions {
   readonly log: HttpLog;
   /** Records the calls of handler sets this listener adapts itself (see {@link Served}). */
   readonly rpcMetrics?: RpcMetrics | undefined;
-  /** With TLS, HTTP/1.1 and HTTP/2 are negotiated by ALPN on one port. */
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /**
+   * With TLS, HTTP/1.1 and HTTP/2 are negotiated by ALPN on one port; with a client CA, client
+   * certificates are requested (and, under `all`, required) in the handshake.
+   */
+  readonly tls?: TlsOptions | undefined;
   /** First-byte, header and idle timeouts and the stream cap (default {@link DEFAULT_LIMITS}). */
   readonly limits?: ConnectionLimits | undefined;
   /** How long close() lets in-flight requests finish before cutting connections (ms). */
@@ -160,6 +164,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpListener {
       {
         cert: opts.tls.cert,
         key: opts.tls.key,
+        ...clientCertificateOptions(opts.tls),
         allowHTTP1: true,
         settings,
         handshakeTimeout: limits.headerTimeoutMs,
