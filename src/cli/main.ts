@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { createClients } from "./client.js";
 import { audit } from "./commands/audit.js";
+import { auditExport, isAuditExport } from "./commands/audit-export.js";
 import type { CommandInput } from "./commands/command.js";
 import { login, logout } from "./commands/login.js";
 import { tokens } from "./commands/tokens.js";
@@ -19,6 +20,7 @@ const GROUPS: ReadonlyMap<string, (input: CommandInput) => Promise<void>> = new 
 ]);
 
 async function run(argv: readonly string[]): Promise<void> {
+  if (isAuditExport(argv)) return auditExport(argv);
   const { values: flags, positionals } = parseCommandLine(argv);
   const [group, command, arg] = positionals;
   if (flags.help || group === undefined || group === "help") {
