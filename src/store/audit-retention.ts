@@ -129,7 +129,9 @@ export async function runAuditRetention(
       );
       return { ran: true, droppedPartitions: dropped, defaultRowsDeleted, tokenEventsDeleted };
     } finally {
-      await conn`SELECT pg_advisory_unlock(${RETENTION_LOCK_KEY}::bigint)`;
+      // A failure here means the connection is gone, and the lock with it (or, on a broken
+      // but open one, with the pool's 60 s idle timeout); never mask the run's own error.
+      await conn`SELECT pg_advisory_unlock(${RETENTION_LOCK_KEY}::bigint)`.catch(() => {});
     }
   } finally {
     conn.release();
