@@ -70,6 +70,10 @@ export interface Config {
   readonly verifyAuth: "off" | "token";
   /** Lookups of unknown tokens per peer per second (burst twice that); 0 turns the limit off. */
   readonly verifyUnknownPerPeer: number;
+
+  // --- audit retention (issue #11 item 5) ---
+  /** LATCHKEY_AUDIT_RETENTION in ms: audit older than this is dropped daily; undefined keeps it forever. */
+  readonly auditRetentionMs: number | undefined;
 }
 
 /** Thrown with every configuration problem at once, each naming its variable. */
@@ -261,6 +265,11 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`LATCHKEY_GATEWAY_TOKEN_HEADER=${gatewayTokenHeader}: not an HTTP header name`);
   }
 
+  // --- audit retention (issue #11 item 5): `400d`, `12w`, `1y` (365 days); unset: forever.
+  const retentionRaw = str("LATCHKEY_AUDIT_RETENTION");
+  const auditRetentionMs =
+    retentionRaw === undefined ? undefined : retentionDays(retentionRaw, problems) * DAY_MS;
+
   const config: Config = {
     grpcListen,
     httpListen,
@@ -286,6 +295,8 @@ export function loadConfig(env: Env = process.env): Config {
     // --- verification hardening (issues 8, 13) ---
     verifyAuth: oneOf("LATCHKEY_VERIFY_AUTH", ["off", "token"] as const, "off"),
     verifyUnknownPerPeer: int("LATCHKEY_VERIFY_UNKNOWN_PER_PEER", 50, 0, 1_000_000),
+
+    auditRetentionMs,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -359,4 +370,25 @@ function clientCa(path: string | undefined, problems: string[]): Buffer | undefi
     return undefined;
   }
   return pem;
+}
+
+// --- audit retention (issue #11 item 5) ---
+const DAY_MS = 86_400_000;
+const RETENTION_UNIT_DAYS: Readonly<Record<string, number>> = { d: 1, w: 7, y: 365 };
+
+/**
+ * LATCHKEY_AUDIT_RETENTION in whole days (`30d`, `12w`, `1y` = 365 days), from 1 day to 100
+ * years. Days, not hours: retention is a compliance setting, and a unit typo must not turn a
+ * year into an hour of audit trail.
+ */
+function retentionDays(raw: string, problems: string[]): number {
+  const m = /^(\d{1,6})([dwy])$/.exec(raw.toLowerCase());
+  const days = m === null ? 0 : Number(m[1]) * (RETENTION_UNIT_DAYS[m[2] ?? ""] ?? 0);
+  if (days < 1 || days > 36_500) {
+    problems.push(
+      `LATCHKEY_AUDIT_RETENTION=${raw}: expected a duration from 1d to 100y, e.g. 400d, 12w, 1y (unset keeps audit rows forever)`,
+    );
+    return 0;
+  }
+  return days;
 }

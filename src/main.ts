@@ -11,6 +11,7 @@ import {
 } from "./config.js";
 import { bootstrapIfEmpty } from "./services/bootstrap.js";
 import { createVerifier } from "./services/verify/verifier.js";
+import { scheduleAuditRetention } from "./store/audit-retention.js";
 import { type DataDirLock, DataDirLockedError, lockDataDir } from "./store/data-dir-lock.js";
 import { connect, ensureAuditPartitions, isConnectionError, waitReachable } from "./store/db.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded.js";
@@ -238,6 +239,13 @@ async function serve(
     );
   }, PARTITION_CHECK_MS);
   partitions.unref();
+  // Once now, then daily; the advisory lock lets one instance of the deployment run it.
+  const retention = scheduleAuditRetention({
+    sql,
+    retentionMs: config.auditRetentionMs,
+    log,
+    registry: instance.metrics.registry,
+  });
 
   const scheme =
     config.tls === undefined
@@ -271,6 +279,7 @@ async function serve(
     deadline.unref();
     clearInterval(partitions);
     try {
+      await retention.stop();
       await instance.close();
       await verifier.close(); // flushes usage counters and audit rows
       await sql.end({ timeout: 2 });
