@@ -117,11 +117,14 @@ function stdoutSink(): { write(text: string): Promise<boolean>; error(): Error |
  * same filters as `audit list`; nothing is buffered beyond one page.
  */
 export async function auditExport(argv: readonly string[]): Promise<void> {
-  const { values: flags, positionals } = parseArgs({
-    args: [...argv],
-    options: OPTIONS,
-    allowPositionals: true,
-  });
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true });
+  } catch (err) {
+    // node:util's own messages (unknown option, missing value) are usage errors: exit 2.
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const { values: flags, positionals } = parsed;
   if (flags.help) {
     printLine(EXPORT_USAGE);
     return;
