@@ -164,10 +164,13 @@ async function checkPortsFree(addresses: readonly ListenAddress[]): Promise<void
 /** The one place a secret is printed: the bootstrap token, once, on an empty database. */
 function printBootstrap(config: Config, bootstrapToken: string): void {
   const grpc = formatHostPort(config.grpcListen);
+  // With TLS the hint must not send plaintext HTTP/2 to a TLS port (add --cacert for a private CA).
+  const scheme = config.tls === undefined ? "http" : "https";
+  const transportFlags = config.tls === undefined ? "--http2-prior-knowledge " : "";
   process.stderr.write(
     `latchkey: bootstrap token for org "${config.bootstrapOrg ?? ""}" (platform admin; shown once, store it now):\n` +
       `  ${bootstrapToken}\n` +
-      `  try: npx buf curl --protocol grpc --http2-prior-knowledge --reflect -H "authorization: Bearer ${bootstrapToken}" http://${grpc}/latchkey.v1.TokenAdminService/ListTokens\n`,
+      `  try: npx buf curl --protocol grpc ${transportFlags}--reflect -H "authorization: Bearer ${bootstrapToken}" ${scheme}://${grpc}/latchkey.v1.TokenAdminService/ListTokens\n`,
   );
 }
 

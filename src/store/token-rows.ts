@@ -146,10 +146,11 @@ export function scopeSql(q: Queryable, scope: Scope): postgres.Fragment {
 /**
  * The state filter in SQL, in the same order as deriveState and the verifier's decision:
  * revoked → expired → exhausted → active. `now` is passed in (not SQL now()) so a List and the
- * states it returns agree with the service clock.
+ * states it returns agree with the service clock. Revocation does not depend on any clock: a
+ * non-null revoke_time is revoked, whichever instance's clock wrote it.
  */
 function stateSql(q: Queryable, state: StateFilter | undefined, now: Date): postgres.Fragment {
-  const revoked = q`(revoke_time IS NOT NULL AND revoke_time <= ${now})`;
+  const revoked = q`(revoke_time IS NOT NULL)`;
   const expired = q`(expire_time IS NOT NULL AND expire_time <= ${now})`;
   const exhausted = q`(max_uses IS NOT NULL AND use_count >= max_uses)`;
   switch (state) {

@@ -89,7 +89,8 @@ export const auditCommands: readonly Command[] = [
     flags: ["token-id", "actor-id", "action", "decision", "since", "until", "org", "limit"],
     details:
       "Newest first. --since/--until take a duration ago (24h, 7d) or an RFC 3339 time.\n" +
-      "Every page is fetched unless --limit N.",
+      "Every page is fetched unless --limit N.\n" +
+      "To stream the trail as JSON Lines (backups, SIEM): latchkey audit export --help.",
     run: list,
   },
 ];
