@@ -317,6 +317,33 @@ describe("audit", () => {
   });
 });
 
+describe("audit scrubbing (13.6)", () => {
+  it("never stores a token sent percent-encoded in the path, or as the request id header", async () => {
+    const { secret } = await insertToken(sql);
+    const encoded = secret.replaceAll("_", "%5F");
+    await lk.verify({
+      token: secret,
+      requestId: "req-scrub-1",
+      method: "GET",
+      path: `/v1/things?access_token=${encoded}`,
+    });
+    await lk.verify({
+      token: secret,
+      requestId: "req-scrub-2",
+      method: "GET",
+      path: `/v1/things?t=${encodeURIComponent(`other_p_${secret.slice(5)}`)}`,
+    });
+    await lk.verifier.flush();
+    const rows = await sql<{ path: string }[]>`
+      SELECT path FROM audit_events WHERE request_id LIKE 'req-scrub-%' ORDER BY request_id`;
+    expect(rows).toHaveLength(2);
+    for (const r of rows) {
+      expect(r.path).not.toContain(secret.slice(5, 40));
+      expect(r.path).toContain("[redacted]");
+    }
+  });
+});
+
 describe("Postgres down", () => {
   it("keeps cached tokens verifying within the staleness window, then fails closed", async () => {
     const { connect } = await import("../../src/store/db.js");

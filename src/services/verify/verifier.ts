@@ -1,5 +1,6 @@
 import type { AuditMode } from "../../config.js";
 import { LocalRateLimiter, windowRemainingMs } from "../../domain/rate-window.js";
+import { scrubRequestId } from "../../domain/request-id.js";
 import { type AuditWriteMethod, AuditWriter } from "../../store/audit-writer.js";
 import { LocalTier } from "../../store/cache/local.js";
 import { RedisTier } from "../../store/cache/redis.js";
@@ -11,6 +12,9 @@ import { ChangeFeed } from "./change-feed.js";
 import { createVerifyPipeline, type VerifyPipelineParts } from "./pipeline.js";
 import type { Clock, RateLimiter, TokenSource, Warn } from "./ports.js";
 import type { LatchkeyVerifier, VerifierStats } from "./types.js";
+
+/** Longest free text (path, method, request id) an audit row keeps; the pipeline clips to it. */
+const MAX_AUDIT_TEXT = 1_024;
 
 /** The few log calls the verifier makes (a pino logger fits). */
 export interface VerifierLog {
@@ -102,8 +106,6 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
   const redis = cache.shared;
   const limiter = new LocalRateLimiter();
 
-  const secretPattern = new RegExp(`${escapeRegExp(tokenPrefix)}_[a-z]_[0-9A-Za-z]{8,}`, "g");
-  const marker = `${tokenPrefix}_`;
   const audit =
     auditMode === "none"
       ? undefined
@@ -115,8 +117,9 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
             : { flushIntervalMs: deps.auditFlushIntervalMs }),
           ...(deps.auditMaxBuffered === undefined ? {} : { maxBuffered: deps.auditMaxBuffered }),
           // A gateway may pass a path whose query string carries the token: never store it.
+          // Token shapes of any prefix, and percent-encoded ones, too (see scrubRequestId).
           scrub: (text) =>
-            text.includes(marker) ? text.replace(secretPattern, "[redacted]") : text,
+            text.includes("_") || text.includes("%") ? scrubRequestId(text, MAX_AUDIT_TEXT) : text,
           onError: (err) => warn("audit write failed; rows kept and retried", err),
           onDropped: () => warn("audit buffer full: rows dropped (see latchkey audit metrics)"),
         });
@@ -228,8 +231,4 @@ function throttledWarn(log: VerifierLog | undefined, clock: Clock): Warn {
     lastWarn.set(msg, now);
     log.warn({ err: err instanceof Error ? err.message : err }, msg);
   };
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
