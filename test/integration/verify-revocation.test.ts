@@ -171,7 +171,7 @@ describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")(
       const key = `${redis.prefix}tok:{${hex}}`;
       const client = new Redis(redis.url);
       const tier = new RedisTier({
-        url: redis.url,
+        target: redis.url,
         keyPrefix: redis.prefix,
         recordTtlMs: 60_000,
         tombstoneMs: 5_000,

@@ -17,7 +17,7 @@ describe("loadConfig defaults", () => {
     expect(formatHostPort(c.grpcListen)).toBe("127.0.0.1:50051");
     expect(formatHostPort(c.httpListen)).toBe("127.0.0.1:8080");
     expect(c.databaseUrl).toBeUndefined();
-    expect(c.redisUrl).toBeUndefined();
+    expect(c.redis).toBeUndefined();
     expect(c.tokenPrefix).toBe("lk");
     expect(c.bootstrapOrg).toBe("default");
     expect(c.dataDir.endsWith(".latchkey")).toBe(true);
