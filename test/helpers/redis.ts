@@ -160,6 +160,8 @@ export interface TestRedisSet {
   readonly target: RedisTarget;
   /** Ports of the data nodes (cluster masters, or the one master). */
   readonly ports: readonly number[];
+  /** Stops the data node on `port` (a crash, as far as clients can tell). */
+  stopNode(port: number): Promise<void>;
   /** Stops these servers only and removes their directory. */
   stop(): Promise<void>;
 }
@@ -175,6 +177,11 @@ function redisServerOrSkip(what: string): string | undefined {
   if (process.env.CI !== undefined && process.env.CI !== "") throw new Error(`${line} (CI is set)`);
   console.log(line);
   return undefined;
+}
+
+/** Stops the data node listening on `ports[i]` (children start with the data nodes, in order). */
+function stopNodeOf(ports: readonly number[], children: readonly ChildProcess[]) {
+  return (port: number): Promise<void> => stopChild(children[ports.indexOf(port)]);
 }
 
 async function stopAll(children: readonly ChildProcess[], dir: string): Promise<void> {
@@ -241,23 +248,42 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisSet | und
       tls: false,
     },
     ports,
+    stopNode: stopNodeOf(ports, children),
     stop: () => stopAll(children, dir),
   };
 }
 
 /**
- * One master (with `password`, when given) watched by one Sentinel (`redis-server --sentinel`)
- * as `mymaster`, both on free ports; resolves once the Sentinel names the master.
+ * One master (with `password`, when given) and, with `replica`, one replica of it, watched by
+ * one Sentinel (`redis-server --sentinel`) as `mymaster`, all on free ports; resolves once the
+ * Sentinel names the master (and knows the replica, so `SENTINEL FAILOVER` can promote it).
  */
-export async function startRedisSentinel(password?: string): Promise<TestRedisSet | undefined> {
+export async function startRedisSentinel(
+  opts: { password?: string; replica?: boolean } = {},
+): Promise<TestRedisSet | undefined> {
+  const { password, replica = false } = opts;
   const binary = redisServerOrSkip("Redis Sentinel");
   if (binary === undefined) return undefined;
   const dir = await mkdtemp(join(tmpdir(), "latchkey-redis-sentinel-"));
   const children: ChildProcess[] = [];
   try {
     const port = await freePort();
-    const auth = password === undefined ? [] : ["--requirepass", password];
+    const auth =
+      password === undefined ? [] : ["--requirepass", password, "--masterauth", password];
     children.push(await spawnRedis(binary, port, auth));
+    const ports = [port];
+    if (replica) {
+      const replicaPort = await freePort();
+      ports.push(replicaPort);
+      children.push(
+        await spawnRedis(binary, replicaPort, [...auth, "--replicaof", "127.0.0.1", String(port)]),
+      );
+      await untilReply(
+        replicaPort,
+        async (r) => (await r.info("replication")).includes("master_link_status:up"),
+        password,
+      );
+    }
     const sentinelPort = await freePort();
     const conf = join(dir, "sentinel.conf");
     // Sentinel rewrites its configuration file, so it must be a writable file of its own.
@@ -266,7 +292,9 @@ export async function startRedisSentinel(password?: string): Promise<TestRedisSe
       [
         `dir ${dir}`,
         `sentinel monitor mymaster 127.0.0.1 ${port} 1`,
-        "sentinel down-after-milliseconds mymaster 5000",
+        // Quick to notice a dead master and to fail over, so the test does not wait long.
+        "sentinel down-after-milliseconds mymaster 1000",
+        "sentinel failover-timeout mymaster 5000",
         ...(password === undefined ? [] : [`sentinel auth-pass mymaster ${password}`]),
         "",
       ].join("\n"),
@@ -274,7 +302,9 @@ export async function startRedisSentinel(password?: string): Promise<TestRedisSe
     children.push(await spawnRedis(binary, sentinelPort, ["--sentinel"], conf));
     await untilReply(sentinelPort, async (r) => {
       const addr = await r.call("SENTINEL", "get-master-addr-by-name", "mymaster");
-      return Array.isArray(addr) && addr[1] === String(port);
+      const replicas = await r.call("SENTINEL", "replicas", "mymaster");
+      const known = Array.isArray(replicas) ? replicas.length : 0;
+      return Array.isArray(addr) && addr[1] === String(port) && known === ports.length - 1;
     });
     return {
       target: {
@@ -287,7 +317,8 @@ export async function startRedisSentinel(password?: string): Promise<TestRedisSe
         tls: false,
         sentinelPassword: undefined,
       },
-      ports: [port],
+      ports,
+      stopNode: stopNodeOf(ports, children),
       stop: () => stopAll(children, dir),
     };
   } catch (err) {
@@ -297,8 +328,16 @@ export async function startRedisSentinel(password?: string): Promise<TestRedisSe
 }
 
 /** Polls `check` on a plain connection to `port` until it holds (10 s at most). */
-async function untilReply(port: number, check: (r: Redis) => Promise<boolean>): Promise<void> {
-  const r = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0 });
+async function untilReply(
+  port: number,
+  check: (r: Redis) => Promise<boolean>,
+  password?: string,
+): Promise<void> {
+  const r = new Redis(port, "127.0.0.1", {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    ...(password === undefined ? {} : { password }),
+  });
   r.on("error", () => {});
   try {
     await r.connect();

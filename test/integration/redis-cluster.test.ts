@@ -1,6 +1,6 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RedisTarget } from "../../src/config.js";
+import { loadConfig, type RedisTarget } from "../../src/config.js";
 import { hashToken } from "../../src/domain/token-format.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import { CACHE_KEY_SETTING } from "../../src/services/verify/verifier.js";
@@ -98,7 +98,11 @@ async function nodeOf(key: string): Promise<number> {
 describe("latchkey on a 3-master Redis Cluster", () => {
   it("a token cached by A is served from the cluster to B; records spread over the masters", async (ctx) => {
     if (cluster === undefined || probe === undefined) return ctx.skip();
-    const { a, b, prefix } = await twoInstances(cluster.target);
+    // As main.ts gets it: LATCHKEY_REDIS_CLUSTER_NODES read by the configuration.
+    const seeds = cluster.ports.map((p) => `127.0.0.1:${p}`).join(",");
+    const target = loadConfig({ LATCHKEY_REDIS_CLUSTER_NODES: seeds }).redis;
+    if (target?.kind !== "cluster") throw new Error("not read as a cluster");
+    const { a, b, prefix } = await twoInstances(target);
     const tokens = await Promise.all(Array.from({ length: 12 }, () => insertToken(sql)));
     for (const t of tokens) expect(await code(a, t.secret)).toBe(VerifyCode.VALID);
     const keys = tokens.map((t) => `${prefix}tok:{${hashToken(t.secret).toString("hex")}}`);
