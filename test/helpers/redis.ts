@@ -8,7 +8,11 @@ import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { RedisTarget } from "../../src/config.js";
+import { CACHE_KEY_SETTING } from "../../src/services/verify/verifier.js";
+import { RedisTier } from "../../src/store/cache/redis.js";
+import { type Sql, serverKey } from "../../src/store/db.js";
 import { freePort } from "../../src/store/embedded.js";
+import { startVerifyInstance, type VerifyInstance, waitFor } from "./verify-harness.js";
 
 /** A Redis for one test file; `prefix` is unique to the file, so files sharing a server never collide. */
 export interface TestRedis {
@@ -349,4 +353,56 @@ async function untilReply(
   } finally {
     r.disconnect();
   }
+}
+
+/** Both instances answer PING (a cluster: is ok) and hear invalidations. */
+export function redisPairReady(a: VerifyInstance, b: VerifyInstance): () => Promise<boolean> {
+  return async () =>
+    (await a.verifier.redisHealthy()) &&
+    (await b.verifier.redisHealthy()) &&
+    a.verifier.stats().redisSubscribed === true &&
+    b.verifier.stats().redisSubscribed === true;
+}
+
+/**
+ * Two latchkey instances sharing `target` under `prefix`, pushed to `open` (the caller closes
+ * them), resolved once both are ready. The change log is polled once a minute, so a revocation
+ * that reaches B within a test came through Redis pub/sub.
+ */
+export async function startRedisPair(
+  sql: Sql,
+  target: string | RedisTarget,
+  prefix: string,
+  open: VerifyInstance[],
+): Promise<{ a: VerifyInstance; b: VerifyInstance }> {
+  const opts = {
+    sql,
+    redisUrl: target,
+    redisKeyPrefix: prefix,
+    auditMode: "none",
+    changePollMs: 60_000,
+  } as const;
+  const a = await startVerifyInstance(opts);
+  open.push(a);
+  const b = await startVerifyInstance(opts);
+  open.push(b);
+  if ((await waitFor(redisPairReady(a, b), 10_000)) < 0) {
+    throw new Error("instances not ready on Redis within 10 s");
+  }
+  return { a, b };
+}
+
+/** The Redis tier alone, as an instance builds it, for tests that drive its scripts directly. */
+export function testRedisTier(sql: Sql, target: string | RedisTarget, prefix: string): RedisTier {
+  return new RedisTier({
+    target,
+    keyPrefix: prefix,
+    recordTtlMs: 60_000,
+    tombstoneMs: 5_000,
+    floorTtlMs: 65_000,
+    loadKey: () => serverKey(sql, CACHE_KEY_SETTING),
+    commandTimeoutMs: 1_000,
+    events: { invalidated: () => {}, resubscribed: () => {} },
+    warn: () => {},
+  });
 }

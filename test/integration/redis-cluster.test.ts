@@ -3,12 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, type RedisTarget } from "../../src/config.js";
 import { hashToken } from "../../src/domain/token-format.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
-import { CACHE_KEY_SETTING } from "../../src/services/verify/verifier.js";
-import { RedisTier } from "../../src/store/cache/redis.js";
-import { type Sql, serverKey } from "../../src/store/db.js";
+import type { Sql } from "../../src/store/db.js";
 import { loadTokenByHash } from "../../src/store/verify-repo.js";
 import { createTestDatabase } from "../helpers/postgres.js";
-import { startRedisCluster, type TestRedisSet } from "../helpers/redis.js";
+import {
+  startRedisCluster,
+  startRedisPair,
+  type TestRedisSet,
+  testRedisTier,
+} from "../helpers/redis.js";
 import {
   insertToken,
   startVerifyInstance,
@@ -49,32 +52,12 @@ afterAll(async () => {
 
 let prefixes = 0;
 
-/** Two instances on the cluster (own key prefix per test), once both are ready and subscribed. */
+/** Two instances on the cluster, with a key prefix of their own. */
 async function twoInstances(
   target: RedisTarget,
 ): Promise<{ a: VerifyInstance; b: VerifyInstance; prefix: string }> {
   const prefix = `lkc${prefixes++}:`;
-  const opts = {
-    sql,
-    redisUrl: target,
-    redisKeyPrefix: prefix,
-    auditMode: "none",
-    changePollMs: 60_000,
-  } as const;
-  const a = await startVerifyInstance(opts);
-  open.push(a);
-  const b = await startVerifyInstance(opts);
-  open.push(b);
-  const ready = await waitFor(async () => {
-    const both = (await a.verifier.redisHealthy()) && (await b.verifier.redisHealthy());
-    return (
-      both &&
-      a.verifier.stats().redisSubscribed === true &&
-      b.verifier.stats().redisSubscribed === true
-    );
-  }, 10_000);
-  expect(ready).toBeGreaterThanOrEqual(0);
-  return { a, b, prefix };
+  return { ...(await startRedisPair(sql, target, prefix, open)), prefix };
 }
 
 const code = async (on: VerifyInstance, token: string): Promise<VerifyCode> =>
@@ -214,17 +197,7 @@ describe("latchkey on a 3-master Redis Cluster", () => {
     const v1 = await loadTokenByHash(sql, hashToken(z.secret));
     if (v1 === undefined) throw new Error("token not found");
     const v2 = { ...v1, version: v1.version + 1 };
-    const tier = new RedisTier({
-      target: cluster.target,
-      keyPrefix: prefix,
-      recordTtlMs: 60_000,
-      tombstoneMs: 5_000,
-      floorTtlMs: 65_000,
-      loadKey: () => serverKey(sql, CACHE_KEY_SETTING),
-      commandTimeoutMs: 1_000,
-      events: { invalidated: () => {}, resubscribed: () => {} },
-      warn: () => {},
-    });
+    const tier = testRedisTier(sql, cluster.target, prefix);
     try {
       expect(await waitFor(async () => (await tier.getRecord(hz)) !== undefined, 5_000)).not.toBe(
         -1,

@@ -4,13 +4,13 @@ import { hashToken } from "../../src/domain/token-format.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import type { Sql } from "../../src/store/db.js";
 import { createTestDatabase } from "../helpers/postgres.js";
-import { startRedisSentinel, type TestRedisSet } from "../helpers/redis.js";
 import {
-  insertToken,
-  startVerifyInstance,
-  type VerifyInstance,
-  waitFor,
-} from "../helpers/verify-harness.js";
+  redisPairReady,
+  startRedisPair,
+  startRedisSentinel,
+  type TestRedisSet,
+} from "../helpers/redis.js";
+import { insertToken, type VerifyInstance, waitFor } from "../helpers/verify-harness.js";
 
 /**
  * Issue #11 item 6: REDIS_URL naming a Sentinel set. A password-protected master and its
@@ -45,12 +45,6 @@ afterAll(async () => {
 
 const code = async (on: VerifyInstance, token: string): Promise<VerifyCode> =>
   (await on.verify({ token })).code;
-
-const bothReady = (a: VerifyInstance, b: VerifyInstance) => async (): Promise<boolean> =>
-  (await a.verifier.redisHealthy()) &&
-  (await b.verifier.redisHealthy()) &&
-  a.verifier.stats().redisSubscribed === true &&
-  b.verifier.stats().redisSubscribed === true;
 
 /** A plain connection to one data node, to look at what latchkey stored there. */
 function node(port: number): Redis {
@@ -98,18 +92,7 @@ describe("latchkey behind Redis Sentinel", () => {
     if (masterPort === undefined || replicaPort === undefined || sentinel === undefined) {
       throw new Error("unexpected Sentinel set");
     }
-    const opts = {
-      sql,
-      redisUrl: url,
-      redisKeyPrefix: "lks:",
-      auditMode: "none",
-      changePollMs: 60_000,
-    } as const;
-    const a = await startVerifyInstance(opts);
-    open.push(a);
-    const b = await startVerifyInstance(opts);
-    open.push(b);
-    expect(await waitFor(bothReady(a, b), 10_000)).toBeGreaterThanOrEqual(0);
+    const { a, b } = await startRedisPair(sql, url, "lks:", open);
     const took = await sharedCacheAndRevocation(a, b, masterPort);
 
     // The master dies. Verification goes on from Postgres; the Sentinel promotes the replica,
@@ -128,7 +111,7 @@ describe("latchkey behind Redis Sentinel", () => {
     } finally {
       s.disconnect();
     }
-    const back = await waitFor(bothReady(a, b), 20_000);
+    const back = await waitFor(redisPairReady(a, b), 20_000);
     expect(back).toBeGreaterThanOrEqual(0);
     await sharedCacheAndRevocation(a, b, replicaPort);
     console.log(
