@@ -195,7 +195,7 @@ async function serve(
     auditMode: config.auditMode,
     cacheSize: config.cacheSize,
     cacheMaxStalenessMs: config.cacheMaxStalenessMs,
-    redisUrl: config.redisUrl,
+    redisUrl: config.redis,
     unknownLookups: {
       perSecond: config.verifyUnknownPerPeer,
       burst: 2 * config.verifyUnknownPerPeer,
@@ -209,7 +209,7 @@ async function serve(
       verifier,
       tokenPrefix: config.tokenPrefix,
       log,
-      redis: config.redisUrl !== undefined,
+      redis: config.redis !== undefined,
       grpcListen: formatHostPort(config.grpcListen),
       httpListen: formatHostPort(config.httpListen),
       tls: config.tls,

@@ -1,9 +1,18 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
+import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import type { RedisTarget } from "../../src/config.js";
+import { CACHE_KEY_SETTING } from "../../src/services/verify/verifier.js";
+import { RedisTier } from "../../src/store/cache/redis.js";
+import { type Sql, serverKey } from "../../src/store/db.js";
 import { freePort } from "../../src/store/embedded.js";
+import { startVerifyInstance, type VerifyInstance, waitFor } from "./verify-harness.js";
 
 /** A Redis for one test file; `prefix` is unique to the file, so files sharing a server never collide. */
 export interface TestRedis {
@@ -20,10 +29,10 @@ export interface ThrowawayRedis {
   start(): Promise<void>;
 }
 
-function findRedisServer(): string | undefined {
+function findRedisServer(name = "redis-server"): string | undefined {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
     if (dir === "") continue;
-    const candidate = join(dir, "redis-server");
+    const candidate = join(dir, name);
     try {
       accessSync(candidate, constants.X_OK);
       return candidate;
@@ -49,7 +58,7 @@ async function waitForPing(port: number, ms: number): Promise<void> {
         buf += d.toString();
         if (buf.includes("\r\n")) {
           socket.destroy();
-          resolve(buf.startsWith("+PONG"));
+          resolve(buf.startsWith("+PONG") || buf.startsWith("-NOAUTH"));
         }
       });
     });
@@ -59,10 +68,26 @@ async function waitForPing(port: number, ms: number): Promise<void> {
   }
 }
 
-async function spawnRedis(binary: string, port: number): Promise<ChildProcess> {
+async function spawnRedis(
+  binary: string,
+  port: number,
+  extra: readonly string[] = [],
+  configFile?: string,
+): Promise<ChildProcess> {
   const child = spawn(
     binary,
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    [
+      ...(configFile === undefined ? [] : [configFile]),
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      ...extra,
+    ],
     { stdio: "ignore" },
   );
   const killOnExit = (): void => {
@@ -129,4 +154,255 @@ export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
       child = await spawnRedis(binary, port);
     },
   };
+}
+
+// --- Redis Cluster and Sentinel (issue #11 item 6) ---
+
+/** Private redis-servers forming one deployment (a Cluster, or a master behind a Sentinel). */
+export interface TestRedisSet {
+  /** How latchkey reaches it (what LATCHKEY_REDIS_CLUSTER_NODES or REDIS_URL would say). */
+  readonly target: RedisTarget;
+  /** Ports of the data nodes (cluster masters, or the one master). */
+  readonly ports: readonly number[];
+  /** Stops the data node on `port` (a crash, as far as clients can tell). */
+  stopNode(port: number): Promise<void>;
+  /** Stops these servers only and removes their directory. */
+  stop(): Promise<void>;
+}
+
+/**
+ * redis-server, or undefined after one printed line; under CI a missing redis-server fails
+ * instead, so a CI image without Redis cannot pass by skipping.
+ */
+function redisServerOrSkip(what: string): string | undefined {
+  const binary = findRedisServer();
+  if (binary !== undefined) return binary;
+  const line = `redis-server not found on PATH: skipping the ${what} tests`;
+  if (process.env.CI !== undefined && process.env.CI !== "") throw new Error(`${line} (CI is set)`);
+  console.log(line);
+  return undefined;
+}
+
+/** Stops the data node listening on `ports[i]` (children start with the data nodes, in order). */
+function stopNodeOf(ports: readonly number[], children: readonly ChildProcess[]) {
+  return (port: number): Promise<void> => stopChild(children[ports.indexOf(port)]);
+}
+
+async function stopAll(children: readonly ChildProcess[], dir: string): Promise<void> {
+  await Promise.all(children.map((c) => stopChild(c)));
+  await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * A real Redis Cluster of `masters` masters (no replicas) on free ports: each redis-server with
+ * `cluster-enabled yes`, its node file in a temp dir and its bus on a second free port, joined
+ * by `redis-cli --cluster create`; resolves once every node reports `cluster_state:ok`.
+ */
+export async function startRedisCluster(masters = 3): Promise<TestRedisSet | undefined> {
+  const binary = redisServerOrSkip("Redis Cluster");
+  if (binary === undefined) return undefined;
+  const cli = findRedisServer("redis-cli");
+  if (cli === undefined) throw new Error("redis-server is on PATH but redis-cli is not");
+  const dir = await mkdtemp(join(tmpdir(), "latchkey-redis-cluster-"));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  try {
+    for (let i = 0; i < masters; i++) {
+      const port = await freePort();
+      const bus = await freePort();
+      ports.push(port);
+      children.push(
+        await spawnRedis(binary, port, [
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          join(dir, `nodes-${port}.conf`),
+          "--cluster-port",
+          String(bus),
+          "--cluster-node-timeout",
+          "2000",
+          "--dir",
+          dir,
+        ]),
+      );
+    }
+    await promisify(execFile)(cli, [
+      "--cluster",
+      "create",
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes",
+    ]);
+    await Promise.all(
+      ports.map((p) =>
+        untilReply(p, (r) => r.cluster("INFO").then((info) => info.includes("cluster_state:ok"))),
+      ),
+    );
+  } catch (err) {
+    await stopAll(children, dir);
+    throw err;
+  }
+  return {
+    target: {
+      kind: "cluster",
+      nodes: ports.map((port) => ({ host: "127.0.0.1", port })),
+      username: undefined,
+      password: undefined,
+      tls: false,
+    },
+    ports,
+    stopNode: stopNodeOf(ports, children),
+    stop: () => stopAll(children, dir),
+  };
+}
+
+/**
+ * One master (with `password`, when given) and, with `replica`, one replica of it, watched by
+ * one Sentinel (`redis-server --sentinel`) as `mymaster`, all on free ports; resolves once the
+ * Sentinel names the master (and knows the replica, so `SENTINEL FAILOVER` can promote it).
+ */
+export async function startRedisSentinel(
+  opts: { password?: string; replica?: boolean } = {},
+): Promise<TestRedisSet | undefined> {
+  const { password, replica = false } = opts;
+  const binary = redisServerOrSkip("Redis Sentinel");
+  if (binary === undefined) return undefined;
+  const dir = await mkdtemp(join(tmpdir(), "latchkey-redis-sentinel-"));
+  const children: ChildProcess[] = [];
+  try {
+    const port = await freePort();
+    const auth =
+      password === undefined ? [] : ["--requirepass", password, "--masterauth", password];
+    children.push(await spawnRedis(binary, port, auth));
+    const ports = [port];
+    if (replica) {
+      const replicaPort = await freePort();
+      ports.push(replicaPort);
+      children.push(
+        await spawnRedis(binary, replicaPort, [...auth, "--replicaof", "127.0.0.1", String(port)]),
+      );
+      await untilReply(
+        replicaPort,
+        async (r) => (await r.info("replication")).includes("master_link_status:up"),
+        password,
+      );
+    }
+    const sentinelPort = await freePort();
+    const conf = join(dir, "sentinel.conf");
+    // Sentinel rewrites its configuration file, so it must be a writable file of its own.
+    await writeFile(
+      conf,
+      [
+        `dir ${dir}`,
+        `sentinel monitor mymaster 127.0.0.1 ${port} 1`,
+        // Quick to notice a dead master and to fail over, so the test does not wait long.
+        "sentinel down-after-milliseconds mymaster 1000",
+        "sentinel failover-timeout mymaster 5000",
+        ...(password === undefined ? [] : [`sentinel auth-pass mymaster ${password}`]),
+        "",
+      ].join("\n"),
+    );
+    children.push(await spawnRedis(binary, sentinelPort, ["--sentinel"], conf));
+    await untilReply(sentinelPort, async (r) => {
+      const addr = await r.call("SENTINEL", "get-master-addr-by-name", "mymaster");
+      const replicas = await r.call("SENTINEL", "replicas", "mymaster");
+      const known = Array.isArray(replicas) ? replicas.length : 0;
+      return Array.isArray(addr) && addr[1] === String(port) && known === ports.length - 1;
+    });
+    return {
+      target: {
+        kind: "sentinel",
+        sentinels: [{ host: "127.0.0.1", port: sentinelPort }],
+        name: "mymaster",
+        db: 0,
+        username: undefined,
+        password,
+        tls: false,
+        sentinelPassword: undefined,
+      },
+      ports,
+      stopNode: stopNodeOf(ports, children),
+      stop: () => stopAll(children, dir),
+    };
+  } catch (err) {
+    await stopAll(children, dir);
+    throw err;
+  }
+}
+
+/** Polls `check` on a plain connection to `port` until it holds (10 s at most). */
+async function untilReply(
+  port: number,
+  check: (r: Redis) => Promise<boolean>,
+  password?: string,
+): Promise<void> {
+  const r = new Redis(port, "127.0.0.1", {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    ...(password === undefined ? {} : { password }),
+  });
+  r.on("error", () => {});
+  try {
+    await r.connect();
+    const end = Date.now() + 10_000;
+    while (!(await check(r).catch(() => false))) {
+      if (Date.now() > end) throw new Error(`redis on port ${port}: not ready after 10 s`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Both instances answer PING (a cluster: is ok) and hear invalidations. */
+export function redisPairReady(a: VerifyInstance, b: VerifyInstance): () => Promise<boolean> {
+  return async () =>
+    (await a.verifier.redisHealthy()) &&
+    (await b.verifier.redisHealthy()) &&
+    a.verifier.stats().redisSubscribed === true &&
+    b.verifier.stats().redisSubscribed === true;
+}
+
+/**
+ * Two latchkey instances sharing `target` under `prefix`, pushed to `open` (the caller closes
+ * them), resolved once both are ready. The change log is polled once a minute, so a revocation
+ * that reaches B within a test came through Redis pub/sub.
+ */
+export async function startRedisPair(
+  sql: Sql,
+  target: string | RedisTarget,
+  prefix: string,
+  open: VerifyInstance[],
+): Promise<{ a: VerifyInstance; b: VerifyInstance }> {
+  const opts = {
+    sql,
+    redisUrl: target,
+    redisKeyPrefix: prefix,
+    auditMode: "none",
+    changePollMs: 60_000,
+  } as const;
+  const a = await startVerifyInstance(opts);
+  open.push(a);
+  const b = await startVerifyInstance(opts);
+  open.push(b);
+  if ((await waitFor(redisPairReady(a, b), 10_000)) < 0) {
+    throw new Error("instances not ready on Redis within 10 s");
+  }
+  return { a, b };
+}
+
+/** The Redis tier alone, as an instance builds it, for tests that drive its scripts directly. */
+export function testRedisTier(sql: Sql, target: string | RedisTarget, prefix: string): RedisTier {
+  return new RedisTier({
+    target,
+    keyPrefix: prefix,
+    recordTtlMs: 60_000,
+    tombstoneMs: 5_000,
+    floorTtlMs: 65_000,
+    loadKey: () => serverKey(sql, CACHE_KEY_SETTING),
+    commandTimeoutMs: 1_000,
+    events: { invalidated: () => {}, resubscribed: () => {} },
+    warn: () => {},
+  });
 }

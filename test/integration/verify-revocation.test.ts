@@ -3,12 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/domain/token-format.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import type { TokenSource } from "../../src/services/verify/ports.js";
-import { CACHE_KEY_SETTING } from "../../src/services/verify/verifier.js";
-import { RedisTier } from "../../src/store/cache/redis.js";
-import { type Sql, serverKey } from "../../src/store/db.js";
+import type { Sql } from "../../src/store/db.js";
 import { loadTokenByHash, postgresTokenSource } from "../../src/store/verify-repo.js";
 import { createTestDatabase } from "../helpers/postgres.js";
-import { redisForTests, type TestRedis } from "../helpers/redis.js";
+import { redisForTests, type TestRedis, testRedisTier } from "../helpers/redis.js";
 import {
   insertToken,
   startVerifyInstance,
@@ -170,17 +168,7 @@ describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")(
       const hex = hashToken(t.secret).toString("hex");
       const key = `${redis.prefix}tok:{${hex}}`;
       const client = new Redis(redis.url);
-      const tier = new RedisTier({
-        url: redis.url,
-        keyPrefix: redis.prefix,
-        recordTtlMs: 60_000,
-        tombstoneMs: 5_000,
-        floorTtlMs: 65_000,
-        loadKey: () => serverKey(sql, CACHE_KEY_SETTING),
-        commandTimeoutMs: 1_000,
-        events: { invalidated: () => {}, resubscribed: () => {} },
-        warn: () => {},
-      });
+      const tier = testRedisTier(sql, redis.url, redis.prefix);
       try {
         expect(
           await waitFor(async () => (await tier.getRecord(hex)) !== undefined, 3_000),

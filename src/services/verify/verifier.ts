@@ -1,4 +1,4 @@
-import type { AuditMode } from "../../config.js";
+import type { AuditMode, RedisTarget } from "../../config.js";
 import { LocalRateLimiter, windowRemainingMs } from "../../domain/rate-window.js";
 import { scrubRequestId } from "../../domain/request-id.js";
 import { type AuditWriteMethod, AuditWriter } from "../../store/audit-writer.js";
@@ -36,8 +36,11 @@ export interface VerifierDeps {
    * passed, then UNAVAILABLE.
    */
   readonly cacheMaxStalenessMs?: number | undefined;
-  /** Redis (or Valkey) connection string; unset: the in-process tier alone (one instance). */
-  readonly redisUrl?: string | undefined;
+  /**
+   * Redis (or Valkey) connection string (`redis+sentinel://…` too) or a parsed target (Sentinel,
+   * Cluster; see store/redis-client.ts); unset: the in-process tier alone (one instance).
+   */
+  readonly redisUrl?: string | RedisTarget | undefined;
   /** Prefix of Redis keys and of the invalidation channel (default `latchkey:`). */
   readonly redisKeyPrefix?: string | undefined;
   /** TTL of records cached in Redis (default 60 000 ms). */
@@ -92,7 +95,7 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
       ? undefined
       : (events) =>
           new RedisTier({
-            url: redisUrl,
+            target: redisUrl,
             keyPrefix: deps.redisKeyPrefix ?? "latchkey:",
             recordTtlMs: recordTtl,
             tombstoneMs: 5_000,

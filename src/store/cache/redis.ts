@@ -1,11 +1,13 @@
 import { createHash } from "node:crypto";
-import { Redis } from "ioredis";
+import type { RedisTarget } from "../../config.js";
 import type { RateLimitRule, TokenRecord } from "../../domain/token-record.js";
+import { createRedisClient, type RedisClient, redisHealthy } from "../redis-client.js";
 import { decodeRecord, encodeRecord } from "./record-codec.js";
 import type { CachedTokenKey, SharedTier, SharedTierEvents, VersionedChange } from "./types.js";
 
 export interface RedisTierOptions {
-  readonly url: string;
+  /** One Redis (a REDIS_URL-style string), a Sentinel set or a Cluster (see redis-client.ts). */
+  readonly target: string | RedisTarget;
   /** Prefix of every key and of the channel, so several deployments can share one Redis. */
   readonly keyPrefix: string;
   /** TTL of a cached record in Redis. */
@@ -68,11 +70,17 @@ return 1`;
 const DROP_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0`;
 
+/*
+ * Deletes records and sets their tombstones (KEYS: record, tombstone pairs; ARGV: tombstone ms,
+ * then channel and message, or nothing on a cluster, where the keys of one call share a slot
+ * and the message is published once afterwards).
+ */
 const INVALIDATE = `for i = 1, #KEYS, 2 do
   redis.call('DEL', KEYS[i])
   redis.call('SET', KEYS[i + 1], '1', 'PX', ARGV[1])
 end
-return redis.call('PUBLISH', ARGV[2], ARGV[3])`;
+if ARGV[2] then return redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 0`;
 
 /* Checks every rule first and counts only when all pass, so a refused call consumes nothing. */
 const RATE = `for i = 1, #KEYS do
@@ -113,8 +121,10 @@ const SCRIPTS = {
  * cannot be undone by a stale record left in Redis.
  */
 export class RedisTier implements SharedTier {
-  private readonly cmd: Redis;
-  private readonly sub: Redis;
+  private readonly cmd: RedisClient;
+  private readonly sub: RedisClient;
+  /** On a Redis Cluster every script call carries the keys of one token (one hash slot). */
+  private readonly clustered: boolean;
   private readonly channel: string;
   /** hash hex → token id of changes not yet applied to Redis. */
   private readonly undelivered = new Map<string, string>();
@@ -129,19 +139,12 @@ export class RedisTier implements SharedTier {
   private signingKey: Buffer | undefined;
 
   constructor(private readonly options: RedisTierOptions) {
-    const common = {
-      lazyConnect: false,
-      connectTimeout: 1_000,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times: number) => Math.min(100 * times, 1_000),
-    } as const;
-    this.cmd = new Redis(options.url, {
-      ...common,
-      enableOfflineQueue: false,
-      commandTimeout: options.commandTimeoutMs,
-      enableAutoPipelining: true,
+    this.cmd = createRedisClient(options.target, {
+      role: "commands",
+      commandTimeoutMs: options.commandTimeoutMs,
     });
-    this.sub = new Redis(options.url, { ...common, enableOfflineQueue: true });
+    this.sub = createRedisClient(options.target, { role: "subscriber" });
+    this.clustered = this.cmd.isCluster;
     this.channel = `${options.keyPrefix}changes`;
     this.cmd.on("error", () => {
       // Reported through failed commands and readiness; ioredis reconnects on its own.
@@ -206,7 +209,8 @@ export class RedisTier implements SharedTier {
     return this.subscribedNow && this.sub.status === "ready";
   }
 
-  // The hash tag ({…}) keeps a token's keys in one slot, so its scripts also run on a cluster.
+  // The hash tag ({…}) keeps a token's keys in one slot, so its scripts also run on a cluster
+  // (the prefix holds no braces of its own: the first {…} of a key is its tag).
   private key(hashHex: string): string {
     return `${this.options.keyPrefix}tok:{${hashHex}}`;
   }
@@ -277,15 +281,19 @@ export class RedisTier implements SharedTier {
    */
   async applyFloors(changes: readonly VersionedChange[]): Promise<void> {
     if (!this.ready) return;
-    for (let i = 0; i < changes.length; i += 500) {
-      const keys: string[] = [];
-      const args: string[] = [String(this.options.floorTtlMs)];
-      for (const c of changes.slice(i, i + 500)) {
-        keys.push(this.key(c.hashHex), this.floorKey(c.hashHex));
-        args.push(String(Math.trunc(c.version)));
-      }
+    for (const batch of this.batches(changes)) {
       try {
-        await this.run(SCRIPTS.floor, keys, args);
+        await Promise.all(
+          this.slotGroups(batch).map((group) => {
+            const keys: string[] = [];
+            const args: string[] = [String(this.options.floorTtlMs)];
+            for (const c of group) {
+              keys.push(this.key(c.hashHex), this.floorKey(c.hashHex));
+              args.push(String(Math.trunc(c.version)));
+            }
+            return this.run(SCRIPTS.floor, keys, args);
+          }),
+        );
       } catch (err) {
         this.errors++;
         this.options.warn("redis version floors not applied", err);
@@ -306,18 +314,26 @@ export class RedisTier implements SharedTier {
   }
 
   private async deliver(changes: readonly CachedTokenKey[]): Promise<void> {
-    const keys: string[] = [];
-    for (const c of changes) keys.push(this.key(c.hashHex), this.tomb(c.hashHex));
     const message = JSON.stringify({
       h: changes.map((c) => c.hashHex),
       i: changes.map((c) => c.id),
     });
+    const tombstoneMs = String(this.options.tombstoneMs);
+    const keysOf = (group: readonly CachedTokenKey[]): string[] =>
+      group.flatMap((c) => [this.key(c.hashHex), this.tomb(c.hashHex)]);
     try {
-      await this.run(SCRIPTS.invalidate, keys, [
-        String(this.options.tombstoneMs),
-        this.channel,
-        message,
-      ]);
+      if (this.clustered) {
+        // Records gone and tombstones set on every shard first, then one message: an instance
+        // that reloads on hearing it cannot find the old record. PUBLISH reaches every node.
+        await Promise.all(
+          this.slotGroups(changes).map((g) =>
+            this.run(SCRIPTS.invalidate, keysOf(g), [tombstoneMs]),
+          ),
+        );
+        await this.cmd.publish(this.channel, message);
+      } else {
+        await this.run(SCRIPTS.invalidate, keysOf(changes), [tombstoneMs, this.channel, message]);
+      }
       for (const c of changes) {
         if (this.undelivered.get(c.hashHex) === c.id) this.undelivered.delete(c.hashHex);
       }
@@ -331,7 +347,20 @@ export class RedisTier implements SharedTier {
   async retryUndelivered(): Promise<void> {
     if (this.undelivered.size === 0 || !this.ready) return;
     const all = [...this.undelivered].map(([hashHex, id]) => ({ hashHex, id }));
-    for (let i = 0; i < all.length; i += 500) await this.deliver(all.slice(i, i + 500));
+    for (const batch of this.batches(all)) await this.deliver(batch);
+  }
+
+  /** Script calls go out 500 tokens at a time. */
+  private *batches<T>(items: readonly T[]): Generator<readonly T[]> {
+    for (let i = 0; i < items.length; i += 500) yield items.slice(i, i + 500);
+  }
+
+  /**
+   * The calls one batch needs: all of it on one Redis; one per token on a cluster, whose scripts
+   * must not touch keys of two slots (ioredis pipelines the calls per node).
+   */
+  private slotGroups<T>(batch: readonly T[]): (readonly T[])[] {
+    return this.clustered ? batch.map((c) => [c]) : [batch];
   }
 
   /** Changes waiting for Redis (metrics, tests). */
@@ -368,7 +397,8 @@ export class RedisTier implements SharedTier {
     const args: string[] = [];
     for (const r of rules) {
       const window = Math.floor(nowMs / r.windowMs);
-      keys.push(`${this.options.keyPrefix}rl:${tokenId}:${r.name}:${r.windowMs}:${window}`);
+      // One tag per token: every rule's window lives in one slot, as the script needs.
+      keys.push(`${this.options.keyPrefix}rl:{${tokenId}}:${r.name}:${r.windowMs}:${window}`);
       args.push(String(r.limit), String(r.windowMs + 1_000));
     }
     try {
@@ -391,14 +421,9 @@ export class RedisTier implements SharedTier {
     }
   }
 
-  /** For /readyz: a PING within the command timeout. */
-  async ping(): Promise<boolean> {
-    if (!this.ready) return false;
-    try {
-      return (await this.cmd.ping()) === "PONG";
-    } catch {
-      return false;
-    }
+  /** For /readyz: a PING (on a cluster, its state) within the command timeout. */
+  ping(): Promise<boolean> {
+    return redisHealthy(this.cmd);
   }
 
   async close(): Promise<void> {
