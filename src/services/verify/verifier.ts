@@ -163,6 +163,7 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
   let closing: Promise<void> | undefined;
   return {
     verify: pipeline.verify,
+    verifyNow: pipeline.verifyNow,
     tokensChanged: pipeline.tokensChanged,
     async flush() {
       pipeline.drainSamples();

@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import type { PeerCertificate } from "node:tls";
 import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { ConnectError } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import type {
   CallContext,
@@ -127,12 +128,20 @@ function methodDefinition(
   };
 }
 
+/** Sends the adapter's answer through grpc-js's callback (one function for every call). */
+function sendUnary(
+  error: ConnectError | null,
+  response: Message | undefined,
+  callback: grpc.sendUnaryData<Message>,
+): void {
+  if (error !== null) callback(toGrpcError(error));
+  else callback(null, response);
+}
+
 function unaryImplementation(rpc: UnaryRpc): grpc.handleUnaryCall<IncomingRequest, Message> {
+  const method = rpc.fullName;
   return (call, callback) => {
-    rpc.call(call.request, new GrpcCallContext(call, rpc.fullName), (error, response) => {
-      if (error !== null) callback(toGrpcError(error));
-      else callback(null, response);
-    });
+    rpc.call(call.request, new GrpcCallContext(call, method), sendUnary, callback);
   };
 }
 
