@@ -1,4 +1,3 @@
-import { isUtf8 } from "node:buffer";
 import { type DescField, type DescMessage, fromBinary, ScalarType } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { AddressSchema, SocketAddressSchema } from "../../gen/envoy/config/core/v3/address_pb.js";
@@ -10,6 +9,7 @@ import {
 } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { CheckInput } from "../../services/gateway/envoy.js";
+import { Reader, Unsure } from "./lean-reader.js";
 
 /**
  * A lean reader of Envoy's CheckRequest for the gRPC listener: it reads only what the check
@@ -45,73 +45,6 @@ export function decodeCheckLean(bytes: Buffer): CheckInput | undefined {
 }
 
 type MutableCheckInput = { -readonly [K in keyof CheckInput]: CheckInput[K] };
-
-/** Thrown (and caught above) when only the full decoder can tell. */
-class Unsure extends Error {}
-
-/** A cursor over the request bytes: no reader object per nested message, no tuple per tag. */
-class Reader {
-  pos = 0;
-  constructor(readonly buf: Buffer) {}
-
-  varint(): number {
-    const buf = this.buf;
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const b = buf[this.pos++];
-      if (b === undefined) throw new Unsure();
-      if (shift < 28) result |= (b & 0x7f) << shift;
-      else result += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return result;
-      shift += 7;
-      if (shift > 63) throw new Unsure();
-    }
-  }
-
-  /** Reads a length and returns where the delimited value ends (bounds-checked). */
-  lengthEnd(): number {
-    const len = this.varint();
-    const end = this.pos + len;
-    if (end > this.buf.length) throw new Unsure();
-    return end;
-  }
-
-  /** A length-delimited string, refused (to the full decoder) unless it is valid UTF-8. */
-  text(): string {
-    const end = this.lengthEnd();
-    const start = this.pos;
-    this.pos = end;
-    const buf = this.buf;
-    for (let i = start; i < end; i++) {
-      if ((buf[i] ?? 0) >= 0x80) {
-        if (!isUtf8(buf.subarray(start, end))) throw new Unsure();
-        return buf.toString("utf8", start, end);
-      }
-    }
-    return buf.toString("latin1", start, end);
-  }
-
-  skip(wireType: number): void {
-    switch (wireType) {
-      case WireType.Varint:
-        this.varint();
-        return;
-      case WireType.Bit64:
-        this.pos += 8;
-        break;
-      case WireType.Bit32:
-        this.pos += 4;
-        break;
-      case WireType.LengthDelimited:
-        this.pos = this.lengthEnd();
-        return;
-      default:
-        throw new Unsure();
-    }
-    if (this.pos > this.buf.length) throw new Unsure();
-  }
-}
 
 const field = (desc: DescMessage, name: string): DescField => {
   const f = desc.fields.find((x) => x.localName === name);

@@ -22,6 +22,7 @@ import {
   type ServerStreamingRpc,
   type UnaryRpc,
 } from "../rpc-adapter.js";
+import { stringsDecoder } from "./lean-reader.js";
 
 /** The part of a grpc-js server call the context reads (grpc-js does not export the type). */
 interface SurfaceCall {
@@ -96,9 +97,11 @@ export type LeanDecoder = (bytes: Buffer) => object | undefined;
 function methodDefinition(
   service: DescService,
   method: DescMethod,
-  lean: LeanDecoder | undefined,
+  given: LeanDecoder | undefined,
 ): grpc.MethodDefinition<IncomingRequest, Message> {
   const input = method.input;
+  // Requests made of strings only (VerifyTokenRequest) get the generic lean decoder.
+  const lean = given ?? stringsDecoder(input);
   const output = method.output;
   return {
     path: `/${service.typeName}/${method.name}`,
