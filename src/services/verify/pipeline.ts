@@ -7,7 +7,7 @@ import { decide } from "../../domain/verify-decision.js";
 import { unavailable } from "../../errors.js";
 import { AuditDecision } from "../../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
-import { encodeAuditPrefix, type VerifyAuditRow } from "../../store/audit-writer.js";
+import { type AuditPrefixColumns, encodeAuditPrefix } from "../../store/audit-writer.js";
 import type { CacheEntry, TokenCache } from "../../store/cache/types.js";
 import { AuditSampler } from "./audit-sampler.js";
 import type { AuditSink, Clock, RateLimiter, TokenSource, UsageSink, Warn } from "./ports.js";
@@ -239,7 +239,12 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
    * token changes, so the text cannot outlive the data it was made from.
    */
   const prefixes = new WeakMap<CompiledRecord, (string | undefined)[]>();
-  const prefixOf = (record: CompiledRecord, code: VerifyCode, admin: boolean): string => {
+  const prefixOf = (
+    record: CompiledRecord,
+    code: VerifyCode,
+    admin: boolean,
+    columns: AuditPrefixColumns,
+  ): string => {
     let byCode = prefixes.get(record);
     if (byCode === undefined) {
       byCode = [];
@@ -248,7 +253,7 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     const slot = admin ? code + CODE_NAMES.length : code;
     let prefix = byCode[slot];
     if (prefix === undefined) {
-      prefix = encodeAuditPrefix(auditColumns(record, code, admin));
+      prefix = encodeAuditPrefix(columns);
       byCode[slot] = prefix;
     }
     return prefix;
@@ -266,9 +271,10 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     if (audit !== undefined && sampler !== undefined) {
       const admin = input.purpose === "admin";
       if (code !== VerifyCode.VALID || (!admin && auditMode === "all")) {
-        const row: VerifyAuditRow = {
+        const row = {
           timeMs: nowMs,
-          // Only a found token names the org (see auditColumns).
+          // Only a found token names the org: an unauthenticated caller must not be able to
+          // write rows into another org's audit trail.
           orgId: record === undefined ? "" : record.orgId,
           actorId: record === undefined ? "" : record.id,
           action: admin ? "auth.denied" : "token.verify",
@@ -279,8 +285,9 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
           method: clip(input.method),
           path: clip(input.path),
           requestId: clip(input.requestId),
-          prefix: record === undefined ? undefined : prefixOf(record, code, admin),
+          prefix: undefined as string | undefined,
         };
+        if (record !== undefined) row.prefix = prefixOf(record, code, admin, row);
         // Denials that name no token cost nothing to send: sampled per peer.
         if (record === undefined) sampler.push(peerOf(input), row);
         else audit.push(row);
@@ -492,22 +499,6 @@ function peerOf(input: VerifyInput): string {
   const peer = input.peer;
   if (peer === undefined) return input.clientIp;
   return typeof peer === "string" ? peer : peer.peerAddress;
-}
-
-/**
- * The columns of an audit row that depend on the token and the decision only. Only a found
- * token names the org: an unauthenticated caller must not be able to write rows into another
- * org's audit trail.
- */
-function auditColumns(record: CompiledRecord | undefined, code: VerifyCode, admin: boolean) {
-  return {
-    orgId: record === undefined ? "" : record.orgId,
-    actorId: record === undefined ? "" : record.id,
-    action: admin ? "auth.denied" : "token.verify",
-    tokenId: record === undefined ? "" : record.id,
-    decision: code === VerifyCode.VALID ? AuditDecision.ALLOW : AuditDecision.DENY,
-    code: CODE_NAMES[code] ?? "UNSPECIFIED",
-  };
 }
 
 /** A lookup failed but a stale entry within the window may answer (internal to load). */
