@@ -160,6 +160,22 @@ export function hashToken(raw: string): Buffer {
 }
 
 /**
+ * {@link hashToken} as lower-case hex, the key of every cache tier: straight to the string, so
+ * a cache hit allocates no Buffer and pays no hex conversion (the Buffer is made on a miss).
+ */
+export function hashTokenHex(raw: string): string {
+  return hash("sha256", raw, "hex");
+}
+
+/**
+ * The length of every well-formed token with `prefix`: the verifier hashes a string of this
+ * length before parsing it (a cache hit proves it well formed), and parses anything else first.
+ */
+export function tokenLength(prefix: string): number {
+  return prefix.length + SUFFIX_LENGTH;
+}
+
+/**
  * What a human may see of a token after creation (`lk_p_…x9Qz`): enough to recognise it in a
  * list, never enough to use it. Only the type marker and the last 4 characters survive.
  */

@@ -70,10 +70,11 @@ export function callerOf(context: CallContext): Caller {
   return caller;
 }
 
+/** A unary handler answers with a promise, or with the response itself when it need not wait. */
 type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   context: CallContext,
-) => Promise<MessageInitShape<O>>;
+) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
 
 type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,

@@ -6,13 +6,34 @@ import { isRetryableDbError, RetryableError } from "./pg-errors.js";
 
 /**
  * One verification audit row as the hot path records it: the admin row's fields with the time
- * as epoch ms and no id (the id and Date are made at flush time, off the request). Never holds
- * the token. `details` is set only on the few rows that summarise many (sampled denials).
+ * as epoch ms and no id (the id is made when the row is encoded, at push). Never holds the
+ * token. `details` is set only on the few rows that summarise many (sampled denials). `prefix`
+ * is {@link encodeAuditPrefix} of the row's constant columns when the caller keeps it cached
+ * (the verifier does, per token and code); the writer encodes them otherwise.
  */
 export type VerifyAuditRow = Omit<NewAuditEvent, "id" | "time" | "details"> & {
   readonly timeMs: number;
   readonly details?: Readonly<Record<string, string | number>> | undefined;
+  readonly prefix?: string | undefined;
 };
+
+/** The columns of a row that depend only on the token and the decision. */
+export type AuditPrefixColumns = Pick<
+  VerifyAuditRow,
+  "orgId" | "actorId" | "action" | "tokenId" | "decision" | "code"
+>;
+
+/**
+ * The COPY text of a row's constant columns (org, actor, action, token, decision, code), tab
+ * ended. Exists so that the verifier can encode them once per token and code and hand the
+ * text with each row (`VerifyAuditRow.prefix`), instead of escaping the same ids on every call.
+ */
+export function encodeAuditPrefix(c: AuditPrefixColumns): string {
+  return (
+    `${esc(c.orgId)}\t${esc(c.actorId)}\t${esc(c.action)}\t${esc(c.tokenId)}\t` +
+    `${c.decision}\t${esc(c.code)}\t`
+  );
+}
 
 /** How rows reach Postgres: COPY … FROM STDIN (default, measured cheaper) or multi-row INSERT. */
 export type AuditWriteMethod = "copy" | "insert";
@@ -36,17 +57,37 @@ export interface AuditWriterOptions {
   readonly copyTimeoutMs?: number;
 }
 
+/** Encoded rows taken for one write: COPY text bytes and how many rows they hold. */
+interface Batch {
+  readonly bytes: Buffer;
+  readonly rows: number;
+}
+
+/** First size of the row buffer; it doubles as needed (rows are bounded by maxBuffered). */
+const INITIAL_BYTES = 256 * 1024;
+
 /**
- * Batches verification audit rows into Postgres. The request thread only pushes a small object;
- * ids, timestamps and the wire format are built once per batch. One write is in flight at a
+ * Batches verification audit rows into Postgres. A push encodes the row at once as one line of
+ * COPY text (id, time, columns) into a byte buffer, so nothing per row stays on the JS heap
+ * until the flush (a kept row object would survive young-generation collections and be copied
+ * and promoted); the flush hands the bytes to COPY as they are. One write is in flight at a
  * time. A write that fails because the connection did (Postgres restarting, a socket reset, a
- * COPY whose completion never comes) keeps its rows in front of the buffer and is retried with
+ * COPY whose completion never comes) keeps its bytes in front of the buffer and is retried with
  * a capped backoff; only a write Postgres refuses for its data is dropped. Memory is bounded:
- * when the buffer is full new rows are dropped, counted in `dropped` (exposed in the metrics)
- * and reported through `onDropped`, instead of growing without limit.
+ * when `maxBuffered` rows wait, new rows are dropped, counted in `dropped` (exposed in the
+ * metrics) and reported through `onDropped`, instead of growing without limit.
  */
 export class AuditWriter {
-  private buffer: VerifyAuditRow[] = [];
+  /** Rows encoded since the last take, as COPY text in `bytes[0, length)`. */
+  private bytes: Buffer = Buffer.allocUnsafe(INITIAL_BYTES);
+  private length = 0;
+  private rows = 0;
+  /** Batches taken for a write that failed, oldest first: written before `bytes`. */
+  private retry: Batch[] = [];
+  private retryRows = 0;
+  /** The ISO text of the last row time (rows of one millisecond share it). */
+  private lastMs = -1;
+  private lastIso = "";
   private inFlight: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -58,10 +99,10 @@ export class AuditWriter {
   failures = 0;
   /** Reserved connections not handed back after a failed COPY (see copy()). */
   abandoned = 0;
-  /** Failed writes in a row (0 after a success); sets the backoff. */
   /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
   flushes = 0;
   flushSeconds = 0;
+  /** Failed writes in a row (0 after a success); sets the backoff. */
   private streak = 0;
   private retryAtMs = 0;
   /**
@@ -72,56 +113,87 @@ export class AuditWriter {
   private readonly maxBuffered: number;
   private readonly batchSize: number;
   private readonly method: AuditWriteMethod;
+  private readonly scrub: (text: string) => string;
 
   constructor(private readonly options: AuditWriterOptions) {
     this.maxBuffered = options.maxBuffered ?? 200_000;
     this.batchSize = options.batchSize ?? 5_000;
     this.method = options.method ?? "copy";
+    this.scrub = options.scrub ?? same;
     this.timer = setInterval(() => {
       this.kick();
     }, options.flushIntervalMs ?? 200);
     this.timer.unref();
   }
 
-  /** Records one row; O(1), never blocks, never throws. */
+  /** Records one row; O(1) amortised, never blocks, never throws. */
   push(row: VerifyAuditRow): void {
-    const buffer = this.buffer;
-    if (buffer.length >= this.maxBuffered || this.closed) {
+    if (this.rows + this.retryRows >= this.maxBuffered || this.closed) {
       this.dropped++;
       this.options.onDropped?.();
       return;
     }
-    buffer.push(row);
-    if (buffer.length === this.batchSize) this.kick();
+    const timeMs = row.timeMs;
+    if (timeMs !== this.lastMs) {
+      this.lastMs = timeMs;
+      this.lastIso = new Date(timeMs).toISOString();
+    }
+    const scrub = this.scrub;
+    const line =
+      `${newAuditId(timeMs)}\t${this.lastIso}\t${row.prefix ?? encodeAuditPrefix(row)}` +
+      `${esc(scrub(row.clientIp))}\t${esc(scrub(row.method))}\t${esc(scrub(row.path))}\t` +
+      `${esc(scrub(row.requestId))}\t` +
+      `${row.details === undefined ? "\\N" : esc(JSON.stringify(row.details))}\n`;
+    // A UTF-16 unit takes at most 3 bytes of UTF-8: grow before a write could be cut short.
+    const need = this.length + line.length * 3;
+    if (need > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.bytes.length * 2));
+      this.bytes.copy(grown, 0, 0, this.length);
+      this.bytes = grown;
+    }
+    this.length += this.bytes.write(line, this.length);
+    this.rows++;
+    if (this.rows === this.batchSize) this.kick();
   }
 
   get pending(): number {
-    return this.buffer.length;
+    return this.rows + this.retryRows;
   }
 
   private kick(force = false): void {
-    if (this.inFlight !== undefined || this.buffer.length === 0) return;
+    if (this.inFlight !== undefined || this.pending === 0) return;
     if (!force && this.streak > 0 && Date.now() < this.retryAtMs) return;
     const started = performance.now();
     this.inFlight = this.writeOnce().finally(() => {
       this.flushes++;
       this.flushSeconds += (performance.now() - started) / 1_000;
       this.inFlight = undefined;
-      if (this.streak === 0 && this.buffer.length >= this.batchSize) this.kick();
+      if (this.streak === 0 && this.pending >= this.batchSize) this.kick();
     });
   }
 
+  /** The rows encoded so far as one batch; later pushes go to a fresh buffer. */
+  private take(): Batch {
+    const batch = { bytes: this.bytes.subarray(0, this.length), rows: this.rows };
+    this.bytes = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, Math.min(this.length, 8 << 20)));
+    this.length = 0;
+    this.rows = 0;
+    return batch;
+  }
+
   private async writeOnce(): Promise<void> {
-    const rows = this.buffer;
-    this.buffer = [];
+    const batches = this.retry;
+    this.retry = [];
+    this.retryRows = 0;
+    if (this.rows > 0) batches.push(this.take());
     let done = 0;
     try {
-      while (done < rows.length) {
-        const chunk = rows.length <= 10_000 ? rows : rows.slice(done, done + 10_000);
-        if (this.method === "copy" && Date.now() >= this.copyPausedUntilMs) await this.copy(chunk);
-        else await this.insert(chunk);
-        this.written += chunk.length;
-        done += chunk.length;
+      for (const batch of batches) {
+        if (this.method === "copy" && Date.now() >= this.copyPausedUntilMs) {
+          await this.copy(batch.bytes);
+        } else await this.insert(batch.bytes);
+        this.written += batch.rows;
+        done++;
       }
       this.streak = 0;
     } catch (err) {
@@ -129,35 +201,22 @@ export class AuditWriter {
       this.streak++;
       this.retryAtMs = Date.now() + backoffMs(this.streak, this.options.maxBackoffMs ?? 2_000);
       this.options.onError?.(err);
-      const left = done === 0 ? rows : rows.slice(done);
+      const left = batches.slice(done);
+      const leftRows = left.reduce((n, b) => n + b.rows, 0);
       if (err instanceof RetryableError) this.copyPausedUntilMs = Date.now() + 60_000;
       else if (!isRetryableDbError(err)) {
         // Postgres refused the data itself: retrying would block every later row.
-        this.dropped += left.length;
+        this.dropped += leftRows;
         return;
       }
       // The connection failed, not the data: the rows go back in front, ahead of newer ones.
       // The buffer may overflow its bound by one batch here rather than lose rows already taken.
-      this.buffer = left.concat(this.buffer);
+      this.retry = left.concat(this.retry);
+      this.retryRows += leftRows;
     }
   }
 
-  private async copy(rows: readonly VerifyAuditRow[]): Promise<void> {
-    const scrub = this.options.scrub ?? same;
-    let text = "";
-    let lastMs = -1;
-    let lastIso = "";
-    for (const r of rows) {
-      if (r.timeMs !== lastMs) {
-        lastMs = r.timeMs;
-        lastIso = new Date(r.timeMs).toISOString();
-      }
-      text +=
-        `${newAuditId()}\t${lastIso}\t${esc(r.orgId)}\t${esc(r.actorId)}\t${r.action}\t` +
-        `${esc(r.tokenId)}\t${r.decision}\t${r.code}\t${esc(scrub(r.clientIp))}\t` +
-        `${esc(scrub(r.method))}\t${esc(scrub(r.path))}\t${esc(scrub(r.requestId))}\t` +
-        `${r.details === undefined ? "\\N" : esc(JSON.stringify(r.details))}\n`;
-    }
+  private async copy(text: Buffer): Promise<void> {
     // COPY runs on a reserved connection: on a pooled one postgres.js may pipeline another
     // query onto the connection while it is in copy-in mode, and Postgres then drops the
     // connection ("protocol synchronization was lost"), failing verifications that shared it.
@@ -189,22 +248,22 @@ export class AuditWriter {
     }
   }
 
-  private async insert(rows: readonly VerifyAuditRow[]): Promise<void> {
-    const scrub = this.options.scrub ?? same;
-    const values = rows.map((r) => ({
-      id: newAuditId(),
-      time: new Date(r.timeMs),
-      org_id: noNul(r.orgId),
-      actor_id: noNul(r.actorId),
-      action: r.action,
-      token_id: noNul(r.tokenId),
-      decision: r.decision,
-      code: r.code,
-      client_ip: noNul(scrub(r.clientIp)),
-      method: noNul(scrub(r.method)),
-      path: noNul(scrub(r.path)),
-      request_id: noNul(scrub(r.requestId)),
-      details: r.details === undefined ? null : JSON.stringify(r.details),
+  /** The INSERT fallback: the batch's COPY text decoded back into rows. */
+  private async insert(text: Buffer): Promise<void> {
+    const values = decodeCopyText(text.toString("utf8")).map((f) => ({
+      id: f[0] ?? "",
+      time: new Date(f[1] ?? 0),
+      org_id: f[2] ?? "",
+      actor_id: f[3] ?? "",
+      action: f[4] ?? "",
+      token_id: f[5] ?? "",
+      decision: Number(f[6]),
+      code: f[7] ?? "",
+      client_ip: f[8] ?? "",
+      method: f[9] ?? "",
+      path: f[10] ?? "",
+      request_id: f[11] ?? "",
+      details: f[12] ?? null,
     }));
     const sql = this.options.sql;
     // 13 columns × 5 000 rows stays under Postgres' 65 535 parameters.
@@ -218,7 +277,7 @@ export class AuditWriter {
    * fails (the timer retries them), so a caller never spins against a Postgres that is down.
    */
   async flush(): Promise<void> {
-    while (this.inFlight !== undefined || this.buffer.length > 0) {
+    while (this.inFlight !== undefined || this.pending > 0) {
       if (this.inFlight !== undefined) await this.inFlight;
       else {
         const before = this.failures;
@@ -239,12 +298,14 @@ export class AuditWriter {
     await flushWithin(
       graceMs,
       () => this.flush(),
-      () => this.buffer.length === 0,
+      () => this.pending === 0,
       () => this.retryAtMs,
     );
-    if (this.buffer.length > 0) {
-      this.dropped += this.buffer.length;
-      this.buffer = [];
+    if (this.pending > 0) {
+      this.dropped += this.pending;
+      this.retry = [];
+      this.retryRows = 0;
+      this.take();
       this.options.onDropped?.();
     }
   }
@@ -306,9 +367,25 @@ function same(text: string): string {
   return text;
 }
 
-/** Strips NUL, which a Postgres text value cannot hold. */
-function noNul(s: string): string {
-  return s.includes("\0") ? s.replaceAll("\0", "") : s;
+/**
+ * COPY text back into rows of fields (`\\N` → null), for the INSERT fallback: the inverse of
+ * the writer's encoding, so one encoding serves both write methods.
+ */
+export function decodeCopyText(text: string): (string | null)[][] {
+  const rows: (string | null)[][] = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    rows.push(line.split("\t").map(unesc));
+  }
+  return rows;
+}
+
+function unesc(field: string): string | null {
+  if (field === "\\N") return null;
+  if (!field.includes("\\")) return field;
+  return field.replace(/\\(.)/g, (_, c: string) =>
+    c === "t" ? "\t" : c === "n" ? "\n" : c === "r" ? "\r" : c,
+  );
 }
 
 const NEEDS_ESCAPE = /[\\\t\n\r\0]/;

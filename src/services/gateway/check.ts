@@ -31,8 +31,13 @@ export interface GatewayCheck {
   /** Lower-case name of the header that carries the token. */
   readonly tokenHeader: string;
   readonly proxies: TrustedProxies;
-  /** The answer for one request; throws (UNAVAILABLE) only when latchkey cannot decide. */
+  /** The answer for one request; rejects (UNAVAILABLE) only when latchkey cannot decide. */
   check(request: GatewayRequest): Promise<GatewayAnswer>;
+  /**
+   * {@link check} answered without a promise when the verifier's local tier decides (see
+   * Verifier.verifyNow); throws or rejects (UNAVAILABLE) only when latchkey cannot decide.
+   */
+  checkNow(request: GatewayRequest): GatewayAnswer | Promise<GatewayAnswer>;
 }
 
 const BEARER = /^\s*bearer\s+(\S+)\s*$/i;
@@ -56,30 +61,38 @@ function tokenOf(header: string, value: string): string | undefined {
  * accounting as VerifyToken), mapped to a status and headers by answer.ts.
  */
 export function createGatewayCheck(
-  verifier: Pick<Verifier, "verify">,
+  verifier: Pick<Verifier, "verifyNow">,
   options: GatewayOptions = {},
 ): GatewayCheck {
   const tokenHeader = options.tokenHeader ?? "authorization";
   const proxies = trustedProxies(options.trustedProxies ?? LOOPBACK_PROXIES);
+  const checkNow = (request: GatewayRequest): GatewayAnswer | Promise<GatewayAnswer> => {
+    const credential = request.credential;
+    if (credential === undefined || credential.trim() === "") return deny(401, "MISSING");
+    const token = tokenOf(tokenHeader, credential);
+    if (token === undefined) return deny(401, "MALFORMED");
+    const outcome = verifier.verifyNow({
+      purpose: "verify",
+      token,
+      requiredPermissions: request.permissions,
+      clientIp: clientAddress(request.peer, request.forwardedFor, proxies),
+      orgId: request.orgId,
+      method: request.method,
+      path: request.path,
+      requestId: request.requestId,
+    });
+    return outcome instanceof Promise ? outcome.then(gatewayAnswer) : gatewayAnswer(outcome);
+  };
   return {
     tokenHeader,
     proxies,
-    async check(request) {
-      const credential = request.credential;
-      if (credential === undefined || credential.trim() === "") return deny(401, "MISSING");
-      const token = tokenOf(tokenHeader, credential);
-      if (token === undefined) return deny(401, "MALFORMED");
-      const outcome = await verifier.verify({
-        purpose: "verify",
-        token,
-        requiredPermissions: request.permissions,
-        clientIp: clientAddress(request.peer, request.forwardedFor, proxies),
-        orgId: request.orgId,
-        method: request.method,
-        path: request.path,
-        requestId: request.requestId,
-      });
-      return gatewayAnswer(outcome);
+    checkNow,
+    check(request) {
+      try {
+        return Promise.resolve(checkNow(request));
+      } catch (err) {
+        return Promise.reject(err);
+      }
     },
   };
 }

@@ -6,6 +6,7 @@ import { HeaderValueOption_HeaderAppendAction } from "../../gen/envoy/config/cor
 import type { AttributeContext } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import {
   type Authorization,
+  type CheckRequest,
   type CheckResponse,
   CheckResponseSchema,
 } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
@@ -52,6 +53,38 @@ const RPC_CODE_OF_STATUS: Readonly<Record<number, number>> = {
 };
 
 /**
+ * What the check reads of a CheckRequest, flat: made from a decoded CheckRequest by
+ * {@link checkInputOf}, or straight from the bytes by the gRPC listener's lean decoder
+ * (transport/grpc/ext-authz-decode.ts), which skips materialising the rest of the message.
+ */
+export interface CheckInput {
+  /** attributes.source.address.socket_address.address, as sent ("" when absent). */
+  readonly sourceAddress: string;
+  /** attributes.request.http.{id, method, path}. */
+  readonly id: string;
+  readonly method: string;
+  readonly path: string;
+  /** Request headers by lower-case name (raw `header_map` entries merged in). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly contextExtensions: Readonly<Record<string, string>>;
+}
+
+/** The CheckInput of a fully decoded CheckRequest. */
+export function checkInputOf(req: CheckRequest): CheckInput {
+  const attributes = req.attributes;
+  const http = attributes?.request?.http;
+  const address = attributes?.source?.address?.address;
+  return {
+    sourceAddress: address?.case === "socketAddress" ? address.value.address : "",
+    id: http?.id ?? "",
+    method: http?.method ?? "",
+    path: http?.path ?? "",
+    headers: headersOf(attributes),
+    contextExtensions: attributes?.contextExtensions ?? {},
+  };
+}
+
+/**
  * Request headers by lower-case name. Envoy sends `headers` with lower-case keys (read in
  * place: no copy on the hot path); in raw-header mode (`header_map`) they are collected once.
  */
@@ -66,12 +99,6 @@ function headersOf(attributes: AttributeContext | undefined): Readonly<Record<st
     out[key] ??= h.value !== "" ? h.value : Buffer.from(h.rawValue).toString();
   }
   return out;
-}
-
-function sourceIp(attributes: AttributeContext | undefined): string {
-  const address = attributes?.source?.address?.address;
-  if (address?.case !== "socketAddress") return "";
-  return normalizeIp(address.value.address) ?? "";
 }
 
 function headerOption(header: Header) {
@@ -146,23 +173,27 @@ export function createExtAuthzHandlers(
   gateway: GatewayCheck,
 ): ServiceHandlers<typeof Authorization> {
   return {
-    async check(req) {
-      const attributes = req.attributes;
-      const extensions = attributes?.contextExtensions ?? {};
+    // The gRPC listener hands a CheckInput (its lean decoder), anything else a CheckRequest.
+    check(req: CheckRequest | CheckInput) {
+      const input = "$typeName" in req ? checkInputOf(req) : req;
+      const extensions = input.contextExtensions;
       const permissions = permissionsOf(extensions[EXT_PERMISSIONS]);
-      const headers = headersOf(attributes);
-      const http = attributes?.request?.http;
-      const answer = await gateway.check({
+      const headers = input.headers;
+      const answer = gateway.checkNow({
         credential: headers[gateway.tokenHeader],
-        peer: sourceIp(attributes),
+        peer: normalizeIp(input.sourceAddress) ?? "",
         forwardedFor: headers["x-forwarded-for"],
-        method: http?.method ?? "",
-        path: http?.path ?? "",
+        method: input.method,
+        path: input.path,
         permissions,
         orgId: (extensions[EXT_ORG] ?? "").trim(),
-        requestId: http?.id || headers["x-request-id"] || "",
+        requestId: input.id || headers["x-request-id"] || "",
       });
-      return checkResponse(answer, headers, gateway.tokenHeader);
+      const tokenHeader = gateway.tokenHeader;
+      // The local tier answered: the response without a promise hop.
+      return answer instanceof Promise
+        ? answer.then((a) => checkResponse(a, headers, tokenHeader))
+        : checkResponse(answer, headers, tokenHeader);
     },
   };
 }

@@ -1,13 +1,13 @@
 import type { AuditMode } from "../../config.js";
 import { normalizeIp } from "../../domain/cidr.js";
 import { KeyedBudget } from "../../domain/rate-window.js";
-import { hashToken, parseToken } from "../../domain/token-format.js";
+import { hashTokenHex, parseToken, tokenLength } from "../../domain/token-format.js";
 import { type CompiledRecord, compileRecord, type TokenRecord } from "../../domain/token-record.js";
 import { decide } from "../../domain/verify-decision.js";
 import { unavailable } from "../../errors.js";
 import { AuditDecision } from "../../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
-import type { VerifyAuditRow } from "../../store/audit-writer.js";
+import { type AuditPrefixColumns, encodeAuditPrefix } from "../../store/audit-writer.js";
 import type { CacheEntry, TokenCache } from "../../store/cache/types.js";
 import { AuditSampler } from "./audit-sampler.js";
 import type { AuditSink, Clock, RateLimiter, TokenSource, UsageSink, Warn } from "./ports.js";
@@ -67,6 +67,8 @@ export type PipelineStats = Pick<
 /** The decision pipeline: what the verifier does, without the resources it owns. */
 export interface VerifyPipeline {
   verify(input: VerifyInput): Promise<VerifyOutcome>;
+  /** {@link verify} without a promise when the local tier decides (see Verifier.verifyNow). */
+  verifyNow(input: VerifyInput): VerifyOutcome | Promise<VerifyOutcome>;
   tokensChanged(changes: readonly TokenChange[]): Promise<void>;
   /** Housekeeping, about once a second: writes ended audit samples, forgets idle peers. */
   tick(nowMs: number): void;
@@ -231,6 +233,32 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     return p;
   };
 
+  /**
+   * The constant columns of a found token's audit rows (org, actor, action, token, decision,
+   * code), COPY-encoded once per record and code: a record object is replaced whenever its
+   * token changes, so the text cannot outlive the data it was made from.
+   */
+  const prefixes = new WeakMap<CompiledRecord, (string | undefined)[]>();
+  const prefixOf = (
+    record: CompiledRecord,
+    code: VerifyCode,
+    admin: boolean,
+    columns: AuditPrefixColumns,
+  ): string => {
+    let byCode = prefixes.get(record);
+    if (byCode === undefined) {
+      byCode = [];
+      prefixes.set(record, byCode);
+    }
+    const slot = admin ? code + CODE_NAMES.length : code;
+    let prefix = byCode[slot];
+    if (prefix === undefined) {
+      prefix = encodeAuditPrefix(columns);
+      byCode[slot] = prefix;
+    }
+    return prefix;
+  };
+
   const finish = (
     input: VerifyInput,
     code: VerifyCode,
@@ -243,7 +271,7 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     if (audit !== undefined && sampler !== undefined) {
       const admin = input.purpose === "admin";
       if (code !== VerifyCode.VALID || (!admin && auditMode === "all")) {
-        const row: VerifyAuditRow = {
+        const row = {
           timeMs: nowMs,
           // Only a found token names the org: an unauthenticated caller must not be able to
           // write rows into another org's audit trail.
@@ -257,7 +285,9 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
           method: clip(input.method),
           path: clip(input.path),
           requestId: clip(input.requestId),
+          prefix: undefined as string | undefined,
         };
+        if (record !== undefined) row.prefix = prefixOf(record, code, admin, row);
         // Denials that name no token cost nothing to send: sampled per peer.
         if (record === undefined) sampler.push(peerOf(input), row);
         else audit.push(row);
@@ -266,49 +296,104 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     return { code, record, remainingUses, retryAfterMs };
   };
 
-  const verify = async (input: VerifyInput): Promise<VerifyOutcome> => {
+  const expectedLength = tokenLength(tokenPrefix);
+
+  /**
+   * The verification, synchronous when the local tier decides (a fresh entry, no rate limit,
+   * no use limit, or a denial): no promise, no closure. A string of a token's length is hashed
+   * before it is parsed: a local entry exists only for a hash whose token passed parseToken in
+   * this process (entries are filled only by loads that follow it), so a hit proves the format
+   * and the CRC-32 is computed only on a miss. Same checks, order and answers as before.
+   */
+  const verifyNow = (input: VerifyInput): VerifyOutcome | Promise<VerifyOutcome> => {
     const nowMs = clock();
     const raw = input.token;
-    if (parseToken(raw, tokenPrefix) === undefined) {
-      return finish(input, VerifyCode.MALFORMED, undefined, nowMs, undefined, undefined);
+    let entry: CacheEntry | undefined;
+    let hashHex = "";
+    if (raw.length === expectedLength) {
+      hashHex = hashTokenHex(raw);
+      entry = cache.get(hashHex);
     }
-    const hash = hashToken(raw);
-    const hashHex = hash.toString("hex");
-    const admin = input.purpose === "admin";
-    let entry = cache.get(hashHex);
-    if (entry !== undefined && isFresh(entry, admin, nowMs)) {
+    if (entry === undefined) {
+      if (parseToken(raw, tokenPrefix) === undefined) {
+        return finish(input, VerifyCode.MALFORMED, undefined, nowMs, undefined, undefined);
+      }
+      if (hashHex === "") hashHex = hashTokenHex(raw);
+    }
+    if (entry !== undefined && isFresh(entry, input.purpose === "admin", nowMs)) {
       localHits++;
-    } else {
-      if (entry === undefined && cache.isKnownMissing(hashHex, nowMs)) {
-        negativeHits++;
-        return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
-      }
-      // A token this instance holds nothing for costs a lookup: budgeted per peer, refunded
-      // when the token exists, so only unknown tokens spend it.
-      const peer = peerOf(input);
-      const budgeted = entry === undefined && unknown !== undefined;
-      if (budgeted && !unknown.take(peer, nowMs)) {
-        unknownLimited++;
-        const wait = unknown.waitMs(peer, nowMs);
-        return finish(input, VerifyCode.RATE_LIMITED, undefined, nowMs, undefined, wait);
-      }
-      if (entry !== undefined && nowMs - entry.loadedAtMs >= hardTtl) entry = undefined;
-      try {
-        entry = await resolve(hashHex, hash, entry, admin);
-      } catch (err) {
-        if (budgeted) unknown.refund(peer);
-        throw err;
-      }
-      if (entry === undefined) {
-        return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
-      }
-      if (budgeted) unknown.refund(peer);
+      return decideFound(input, hashHex, entry, nowMs);
     }
+    return lookUp(input, hashHex, entry, nowMs);
+  };
+
+  /** The local tier could not answer: negative cache, per-peer budget, then the tiers below. */
+  const lookUp = async (
+    input: VerifyInput,
+    hashHex: string,
+    held: CacheEntry | undefined,
+    nowMs: number,
+  ): Promise<VerifyOutcome> => {
+    let entry = held;
+    const admin = input.purpose === "admin";
+    if (entry === undefined && cache.isKnownMissing(hashHex, nowMs)) {
+      negativeHits++;
+      return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
+    }
+    // A token this instance holds nothing for costs a lookup: budgeted per peer, refunded
+    // when the token exists, so only unknown tokens spend it.
+    const peer = peerOf(input);
+    const budgeted = entry === undefined && unknown !== undefined;
+    if (budgeted && !unknown.take(peer, nowMs)) {
+      unknownLimited++;
+      const wait = unknown.waitMs(peer, nowMs);
+      return finish(input, VerifyCode.RATE_LIMITED, undefined, nowMs, undefined, wait);
+    }
+    if (entry !== undefined && nowMs - entry.loadedAtMs >= hardTtl) entry = undefined;
+    try {
+      entry = await resolve(hashHex, Buffer.from(hashHex, "hex"), entry, admin);
+    } catch (err) {
+      if (budgeted) unknown.refund(peer);
+      throw err;
+    }
+    if (entry === undefined) {
+      return finish(input, VerifyCode.NOT_FOUND, undefined, nowMs, undefined, undefined);
+    }
+    if (budgeted) unknown.refund(peer);
+    return decideFound(input, hashHex, entry, nowMs);
+  };
+
+  /** `decide`, then (for a VALID answer) usage; limited tokens continue in {@link consume}. */
+  const decideFound = (
+    input: VerifyInput,
+    hashHex: string,
+    entry: CacheEntry,
+    nowMs: number,
+  ): VerifyOutcome | Promise<VerifyOutcome> => {
+    const record = entry.record;
+    const code = decide(record, input, nowMs, entry.usesSeen);
+    if (code !== VerifyCode.VALID) {
+      return finish(input, code, record, nowMs, undefined, undefined);
+    }
+    if (record.rateLimits.length > 0 || record.maxUses !== null) {
+      return consume(input, hashHex, entry, nowMs);
+    }
+    usage.record(record.id, nowMs, input.clientIp);
+    return finish(input, code, record, nowMs, undefined, undefined);
+  };
+
+  /** A VALID decision for a token with a rate limit or a use limit: count it, or refuse. */
+  const consume = async (
+    input: VerifyInput,
+    hashHex: string,
+    entry: CacheEntry,
+    nowMs: number,
+  ): Promise<VerifyOutcome> => {
     let record = entry.record;
-    let code = decide(record, input, nowMs, entry.usesSeen);
+    let code: VerifyCode = VerifyCode.VALID;
     let remaining: number | undefined;
     let retryAfter: number | undefined;
-    if (code === VerifyCode.VALID && record.rateLimits.length > 0) {
+    if (record.rateLimits.length > 0) {
       const wait = await rateLimiter.check(record.id, record.rateLimits, nowMs);
       if (wait > 0) {
         code = VerifyCode.RATE_LIMITED;
@@ -343,6 +428,15 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
       }
     }
     return finish(input, code, record, nowMs, remaining, retryAfter);
+  };
+
+  const verify = (input: VerifyInput): Promise<VerifyOutcome> => {
+    try {
+      const outcome = verifyNow(input);
+      return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   };
 
   function currentSoftTtl(): number {
@@ -384,6 +478,7 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
 
   return {
     verify,
+    verifyNow,
     tokensChanged,
     tick(nowMs) {
       sampler?.tick(nowMs);
@@ -396,9 +491,14 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
   };
 }
 
-/** Who sent the verification (the connection's address), for per-peer limits and sampling. */
+/**
+ * Who sent the verification (the connection's address), for per-peer limits and sampling; read
+ * only when a lookup or a sample needs it, so a cache hit never parses the peer string.
+ */
 function peerOf(input: VerifyInput): string {
-  return input.peer ?? input.clientIp;
+  const peer = input.peer;
+  if (peer === undefined) return input.clientIp;
+  return typeof peer === "string" ? peer : peer.peerAddress;
 }
 
 /** A lookup failed but a stale entry within the window may answer (internal to load). */

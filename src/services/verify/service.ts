@@ -14,7 +14,7 @@ import { createSlotRepo } from "../../store/slot-repo.js";
 import { VERIFY_CALLER_PERMISSION, verifyCaller } from "../auth.js";
 import type { CallContext, ServiceHandlers } from "../context.js";
 import { createSlotHandlers } from "./slots.js";
-import type { Verifier } from "./types.js";
+import type { Verifier, VerifyOutcome } from "./types.js";
 import { createWatchHandler } from "./watch.js";
 
 /** Who may call TokenVerifyService: anyone (`off`), or bearers of `tokens:verify` (`token`). */
@@ -79,6 +79,27 @@ function sharedResponse(record: TokenRecord, code: VerifyCode): VerifyTokenRespo
   return response;
 }
 
+/** The VerifyTokenResponse of an outcome: shared frozen answers unless a field is per call. */
+function respond(outcome: VerifyOutcome): VerifyTokenResponse {
+  const record = outcome.record;
+  if (record === undefined) {
+    return outcome.code === VerifyCode.MALFORMED
+      ? MALFORMED
+      : outcome.code === VerifyCode.NOT_FOUND
+        ? NOT_FOUND
+        : create(VerifyTokenResponseSchema, { valid: false, code: outcome.code });
+  }
+  if (outcome.remainingUses === undefined && outcome.retryAfterMs === undefined) {
+    return sharedResponse(record, outcome.code);
+  }
+  const response = buildResponse(record, outcome.code);
+  if (outcome.remainingUses !== undefined) response.remainingUses = BigInt(outcome.remainingUses);
+  if (outcome.retryAfterMs !== undefined) {
+    response.retryAfter = durationFromMs(outcome.retryAfterMs);
+  }
+  return response;
+}
+
 /**
  * TokenVerifyService on both listeners. VerifyToken answers every business denial as data
  * (valid=false and a code; identity fields whenever the token exists) and raises a gRPC error
@@ -93,7 +114,7 @@ export function createVerifyService(
 ): ServiceHandlers<typeof TokenVerifyService> {
   const { verifier } = deps;
   const handlers: ServiceHandlers<typeof TokenVerifyService> = {
-    async verifyToken(request, context: CallContext) {
+    verifyToken(request, context: CallContext) {
       if (request.clientIp !== "" && normalizeIp(request.clientIp) === undefined) {
         throw invalidArgument([
           {
@@ -102,7 +123,7 @@ export function createVerifyService(
           },
         ]);
       }
-      const outcome = await verifier.verify({
+      const outcome = verifier.verifyNow({
         token: request.token,
         requiredPermissions: request.requiredPermissions,
         clientIp: request.clientIp,
@@ -111,26 +132,12 @@ export function createVerifyService(
         path: request.path,
         requestId:
           request.requestId !== "" ? request.requestId : (context.header("x-request-id") ?? ""),
-        peer: context.peerAddress,
+        // Read only if the verification needs the peer (a lookup, a sampled denial).
+        peer: context,
         purpose: "verify",
       });
-      const record = outcome.record;
-      if (record === undefined) {
-        return outcome.code === VerifyCode.MALFORMED
-          ? MALFORMED
-          : outcome.code === VerifyCode.NOT_FOUND
-            ? NOT_FOUND
-            : create(VerifyTokenResponseSchema, { valid: false, code: outcome.code });
-      }
-      if (outcome.remainingUses === undefined && outcome.retryAfterMs === undefined) {
-        return sharedResponse(record, outcome.code);
-      }
-      const response = buildResponse(record, outcome.code);
-      if (outcome.remainingUses !== undefined)
-        response.remainingUses = BigInt(outcome.remainingUses);
-      if (outcome.retryAfterMs !== undefined)
-        response.retryAfter = durationFromMs(outcome.retryAfterMs);
-      return response;
+      // The local tier answered: a plain message, replied to without a promise.
+      return outcome instanceof Promise ? outcome.then(respond) : respond(outcome);
     },
     ...createSlotHandlers({ verifier, slots: createSlotRepo(deps.sql) }),
     ...createWatchHandler({ verifier, sql: deps.sql, pollMs: deps.watchPollMs }),
@@ -139,7 +146,7 @@ export function createVerifyService(
   // Authentication first, so an anonymous caller learns nothing, not even about its input.
   const guarded = { ...handlers };
   for (const name of GUARDED) {
-    const inner = handlers[name] as (request: never, context: CallContext) => Promise<unknown>;
+    const inner = handlers[name] as (request: never, context: CallContext) => unknown;
     (guarded as Record<string, unknown>)[name] = async (request: never, context: CallContext) => {
       await verifyCaller(verifier, context, VERIFY_CALLER_PERMISSION);
       return inner(request, context);

@@ -17,7 +17,7 @@ export interface VerifyInput {
    * The address of the connection the request came on (a gateway's, not its client's): the
    * key of the per-peer limits and audit sampling. Defaults to `clientIp` when not given.
    */
-  readonly peer?: string | undefined;
+  readonly peer?: string | PeerSource | undefined;
   /**
    * Who asks: "verify" (VerifyToken and gateway checks: audited per the audit mode) or
    * "admin" (authentication of a caller — TokenAdminService, or TokenVerifyService under
@@ -26,6 +26,14 @@ export interface VerifyInput {
    * from a Redis record alone).
    */
   readonly purpose: "verify" | "admin";
+}
+
+/**
+ * Where the peer address can be read when it is needed (a CallContext fits): a cache hit never
+ * reads it, so the listener need not parse its peer string for every call.
+ */
+export interface PeerSource {
+  readonly peerAddress: string;
 }
 
 /** The decision and, when the token exists, its record. */
@@ -58,6 +66,12 @@ export interface TokenChange {
  */
 export interface Verifier {
   verify(input: VerifyInput): Promise<VerifyOutcome>;
+  /**
+   * The same verification, answered without a promise when the in-process tier decides (a
+   * fresh entry and no rate or use limit to count, or a denial), else a promise: the hot path
+   * of VerifyToken and the gateway checks then makes no promise hop on a cache hit.
+   */
+  verifyNow(input: VerifyInput): VerifyOutcome | Promise<VerifyOutcome>;
   /**
    * Called by the admin service right after a change commits: the local tier drops the tokens
    * before this resolves, and other instances hear of it through Redis pub/sub.

@@ -169,6 +169,7 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
   let closing: Promise<void> | undefined;
   return {
     verify: pipeline.verify,
+    verifyNow: pipeline.verifyNow,
     tokensChanged: pipeline.tokensChanged,
     async flush() {
       pipeline.drainSamples();

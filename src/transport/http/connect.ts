@@ -60,10 +60,16 @@ function connectMethod(rpc: RpcMethod): unknown {
   return (request: Message, ctx: HandlerContext) => {
     const incoming = ctx.values.get(kMalformed) ? MALFORMED : request;
     return new Promise<Message>((resolve, reject) => {
-      rpc.call(incoming, new ConnectCallContext(ctx, rpc.fullName), (error, response) => {
-        if (error !== null || response === undefined) reject(error);
-        else resolve(response);
-      });
+      const context = new ConnectCallContext(ctx, rpc.fullName);
+      rpc.call(
+        incoming,
+        context,
+        (error, response) => {
+          if (error !== null || response === undefined) reject(error);
+          else resolve(response);
+        },
+        undefined,
+      );
     });
   };
 }
