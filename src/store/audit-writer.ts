@@ -1,8 +1,12 @@
 import { once } from "node:events";
 import { newAuditId } from "../domain/ids.js";
 import type { NewAuditEvent } from "./audit-repo.js";
+import { decodeCopyText, encodeAuditPrefix, esc } from "./copy-text.js";
 import type { Sql } from "./db.js";
+import { FlushSchedule, flushWithin } from "./flush-schedule.js";
 import { isRetryableDbError, RetryableError } from "./pg-errors.js";
+
+export { type AuditPrefixColumns, decodeCopyText, encodeAuditPrefix } from "./copy-text.js";
 
 /**
  * One verification audit row as the hot path records it: the admin row's fields with the time
@@ -16,24 +20,6 @@ export type VerifyAuditRow = Omit<NewAuditEvent, "id" | "time" | "details"> & {
   readonly details?: Readonly<Record<string, string | number>> | undefined;
   readonly prefix?: string | undefined;
 };
-
-/** The columns of a row that depend only on the token and the decision. */
-export type AuditPrefixColumns = Pick<
-  VerifyAuditRow,
-  "orgId" | "actorId" | "action" | "tokenId" | "decision" | "code"
->;
-
-/**
- * The COPY text of a row's constant columns (org, actor, action, token, decision, code), tab
- * ended. Exists so that the verifier can encode them once per token and code and hand the
- * text with each row (`VerifyAuditRow.prefix`), instead of escaping the same ids on every call.
- */
-export function encodeAuditPrefix(c: AuditPrefixColumns): string {
-  return (
-    `${esc(c.orgId)}\t${esc(c.actorId)}\t${esc(c.action)}\t${esc(c.tokenId)}\t` +
-    `${c.decision}\t${esc(c.code)}\t`
-  );
-}
 
 /** How rows reach Postgres: COPY … FROM STDIN (default, measured cheaper) or multi-row INSERT. */
 export type AuditWriteMethod = "copy" | "insert";
@@ -95,16 +81,9 @@ export class AuditWriter {
   dropped = 0;
   /** Rows written. */
   written = 0;
-  /** Failed writes. */
-  failures = 0;
   /** Reserved connections not handed back after a failed COPY (see copy()). */
   abandoned = 0;
-  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
-  flushes = 0;
-  flushSeconds = 0;
-  /** Failed writes in a row (0 after a success); sets the backoff. */
-  private streak = 0;
-  private retryAtMs = 0;
+  private readonly schedule: FlushSchedule;
   /**
    * A COPY did not complete in time: until then, batches go by INSERT, which reports its errors
    * and runs on pooled connections.
@@ -120,6 +99,7 @@ export class AuditWriter {
     this.batchSize = options.batchSize ?? 5_000;
     this.method = options.method ?? "copy";
     this.scrub = options.scrub ?? same;
+    this.schedule = new FlushSchedule(options.maxBackoffMs ?? 2_000);
     this.timer = setInterval(() => {
       this.kick();
     }, options.flushIntervalMs ?? 200);
@@ -160,15 +140,25 @@ export class AuditWriter {
     return this.rows + this.retryRows;
   }
 
+  /** Failed writes. */
+  get failures(): number {
+    return this.schedule.failures;
+  }
+
+  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
+  get flushes(): number {
+    return this.schedule.flushes;
+  }
+
+  get flushSeconds(): number {
+    return this.schedule.flushSeconds;
+  }
+
   private kick(force = false): void {
-    if (this.inFlight !== undefined || this.pending === 0) return;
-    if (!force && this.streak > 0 && Date.now() < this.retryAtMs) return;
-    const started = performance.now();
-    this.inFlight = this.writeOnce().finally(() => {
-      this.flushes++;
-      this.flushSeconds += (performance.now() - started) / 1_000;
+    if (this.inFlight !== undefined || this.pending === 0 || !this.schedule.due(force)) return;
+    this.inFlight = this.schedule.timed(this.writeOnce()).finally(() => {
       this.inFlight = undefined;
-      if (this.streak === 0 && this.pending >= this.batchSize) this.kick();
+      if (this.schedule.healthy && this.pending >= this.batchSize) this.kick();
     });
   }
 
@@ -195,11 +185,9 @@ export class AuditWriter {
         this.written += batch.rows;
         done++;
       }
-      this.streak = 0;
+      this.schedule.succeeded();
     } catch (err) {
-      this.failures++;
-      this.streak++;
-      this.retryAtMs = Date.now() + backoffMs(this.streak, this.options.maxBackoffMs ?? 2_000);
+      this.schedule.failed();
       this.options.onError?.(err);
       const left = batches.slice(done);
       const leftRows = left.reduce((n, b) => n + b.rows, 0);
@@ -299,7 +287,7 @@ export class AuditWriter {
       graceMs,
       () => this.flush(),
       () => this.pending === 0,
-      () => this.retryAtMs,
+      () => this.schedule.retryAtMs,
     );
     if (this.pending > 0) {
       this.dropped += this.pending;
@@ -339,61 +327,6 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
-/**
- * Shutdown of a batch writer: flushes, and while that fails waits for the writer's next retry
- * time and flushes again, until `done()` or `graceMs` has passed.
- */
-export async function flushWithin(
-  graceMs: number,
-  flush: () => Promise<void>,
-  done: () => boolean,
-  retryAtMs: () => number,
-): Promise<void> {
-  const until = Date.now() + graceMs;
-  for (;;) {
-    await flush();
-    if (done() || Date.now() >= until) return;
-    const wait = Math.max(0, Math.min(retryAtMs(), until) - Date.now());
-    await new Promise((r) => setTimeout(r, wait));
-  }
-}
-
-/** Wait before retry number `streak` (1, 2, …): 100 ms doubling, capped. */
-export function backoffMs(streak: number, capMs: number): number {
-  return Math.min(capMs, 100 * 2 ** Math.min(streak - 1, 16));
-}
-
 function same(text: string): string {
   return text;
-}
-
-/**
- * COPY text back into rows of fields (`\\N` → null), for the INSERT fallback: the inverse of
- * the writer's encoding, so one encoding serves both write methods.
- */
-export function decodeCopyText(text: string): (string | null)[][] {
-  const rows: (string | null)[][] = [];
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    rows.push(line.split("\t").map(unesc));
-  }
-  return rows;
-}
-
-function unesc(field: string): string | null {
-  if (field === "\\N") return null;
-  if (!field.includes("\\")) return field;
-  return field.replace(/\\(.)/g, (_, c: string) =>
-    c === "t" ? "\t" : c === "n" ? "\n" : c === "r" ? "\r" : c,
-  );
-}
-
-const NEEDS_ESCAPE = /[\\\t\n\r\0]/;
-
-/** COPY text-format escaping (backslash, tab, newline, carriage return); NUL cannot be stored. */
-function esc(s: string): string {
-  if (!NEEDS_ESCAPE.test(s)) return s;
-  return s.replace(/[\\\t\n\r\0]/g, (c) =>
-    c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : c === "\r" ? "\\r" : "",
-  );
 }

@@ -1,6 +1,6 @@
 import { normalizeIp } from "../domain/cidr.js";
-import { backoffMs, flushWithin } from "./audit-writer.js";
 import type { Sql } from "./db.js";
+import { FlushSchedule, flushWithin } from "./flush-schedule.js";
 import { isRetryableDbError } from "./pg-errors.js";
 import { applyUsage, type UsageDelta } from "./verify-repo.js";
 
@@ -40,15 +40,11 @@ export class UsageBatcher {
   private readonly maxTokens: number;
   /** Uses dropped because the map was full (counted, never silently lost). */
   dropped = 0;
-  failures = 0;
-  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
-  flushes = 0;
-  flushSeconds = 0;
-  private streak = 0;
-  private retryAtMs = 0;
+  private readonly schedule: FlushSchedule;
 
   constructor(private readonly options: UsageBatcherOptions) {
     this.maxTokens = options.maxTokens ?? 200_000;
+    this.schedule = new FlushSchedule(options.maxBackoffMs ?? 2_000);
     this.timer = setInterval(() => {
       this.kick();
     }, options.flushIntervalMs ?? 1_000);
@@ -74,13 +70,25 @@ export class UsageBatcher {
     this.pending.set(tokenId, { uses: 1, lastUsedMs: nowMs, lastIp: clientIp });
   }
 
+  /** Failed writes. */
+  get failures(): number {
+    return this.schedule.failures;
+  }
+
+  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
+  get flushes(): number {
+    return this.schedule.flushes;
+  }
+
+  get flushSeconds(): number {
+    return this.schedule.flushSeconds;
+  }
+
   private kick(force = false): void {
-    if (this.inFlight !== undefined || this.pending.size === 0) return;
-    if (!force && this.streak > 0 && Date.now() < this.retryAtMs) return;
-    const started = performance.now();
-    this.inFlight = this.writeOnce().finally(() => {
-      this.flushes++;
-      this.flushSeconds += (performance.now() - started) / 1_000;
+    if (this.inFlight !== undefined || this.pending.size === 0 || !this.schedule.due(force)) {
+      return;
+    }
+    this.inFlight = this.schedule.timed(this.writeOnce()).finally(() => {
       this.inFlight = undefined;
     });
   }
@@ -102,11 +110,9 @@ export class UsageBatcher {
       for (; applied < deltas.length; applied += 5_000) {
         await applyUsage(this.options.sql, deltas.slice(applied, applied + 5_000));
       }
-      this.streak = 0;
+      this.schedule.succeeded();
     } catch (err) {
-      this.failures++;
-      this.streak++;
-      this.retryAtMs = Date.now() + backoffMs(this.streak, this.options.maxBackoffMs ?? 2_000);
+      this.schedule.failed();
       this.options.onError?.(err);
       const appliedIds = new Set(deltas.slice(0, applied).map((d) => d.id));
       if (!isRetryableDbError(err)) {
@@ -154,7 +160,7 @@ export class UsageBatcher {
       graceMs,
       () => this.flush(),
       () => this.pending.size === 0,
-      () => this.retryAtMs,
+      () => this.schedule.retryAtMs,
     );
     for (const p of this.pending.values()) this.dropped += p.uses;
     if (this.pending.size > 0) this.options.onDropped?.();
