@@ -83,7 +83,8 @@ export class AuditWriter {
   written = 0;
   /** Reserved connections not handed back after a failed COPY (see copy()). */
   abandoned = 0;
-  private readonly schedule: FlushSchedule;
+  /** Retry timing and the write counters (flushes, seconds, failures) the metrics read. */
+  readonly schedule: FlushSchedule;
   /**
    * A COPY did not complete in time: until then, batches go by INSERT, which reports its errors
    * and runs on pooled connections.
@@ -138,20 +139,6 @@ export class AuditWriter {
 
   get pending(): number {
     return this.rows + this.retryRows;
-  }
-
-  /** Failed writes. */
-  get failures(): number {
-    return this.schedule.failures;
-  }
-
-  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
-  get flushes(): number {
-    return this.schedule.flushes;
-  }
-
-  get flushSeconds(): number {
-    return this.schedule.flushSeconds;
   }
 
   private kick(force = false): void {
@@ -268,10 +255,10 @@ export class AuditWriter {
     while (this.inFlight !== undefined || this.pending > 0) {
       if (this.inFlight !== undefined) await this.inFlight;
       else {
-        const before = this.failures;
+        const before = this.schedule.failures;
         this.kick(true);
         if (this.inFlight !== undefined) await this.inFlight;
-        if (this.failures !== before) return; // Postgres is failing: do not spin.
+        if (this.schedule.failures !== before) return; // Postgres is failing: do not spin.
       }
     }
   }

@@ -40,7 +40,8 @@ export class UsageBatcher {
   private readonly maxTokens: number;
   /** Uses dropped because the map was full (counted, never silently lost). */
   dropped = 0;
-  private readonly schedule: FlushSchedule;
+  /** Retry timing and the write counters (flushes, seconds, failures) the metrics read. */
+  readonly schedule: FlushSchedule;
 
   constructor(private readonly options: UsageBatcherOptions) {
     this.maxTokens = options.maxTokens ?? 200_000;
@@ -68,20 +69,6 @@ export class UsageBatcher {
       return;
     }
     this.pending.set(tokenId, { uses: 1, lastUsedMs: nowMs, lastIp: clientIp });
-  }
-
-  /** Failed writes. */
-  get failures(): number {
-    return this.schedule.failures;
-  }
-
-  /** Writes attempted, and the seconds they took in all (flush latency for the metrics). */
-  get flushes(): number {
-    return this.schedule.flushes;
-  }
-
-  get flushSeconds(): number {
-    return this.schedule.flushSeconds;
   }
 
   private kick(force = false): void {
