@@ -1,8 +1,9 @@
-import { createHash } from "node:crypto";
 import type { RedisTarget } from "../../config.js";
 import type { RateLimitRule, TokenRecord } from "../../domain/token-record.js";
 import { createRedisClient, type RedisClient, redisHealthy } from "../redis-client.js";
 import { decodeRecord, encodeRecord } from "./record-codec.js";
+import { RedisKeys, runScript, SCRIPTS } from "./redis-scripts.js";
+import { ChangeSubscriber, changeMessage } from "./redis-subscriber.js";
 import type { CachedTokenKey, SharedTier, SharedTierEvents, VersionedChange } from "./types.js";
 
 export interface RedisTierOptions {
@@ -31,84 +32,6 @@ export interface RedisTierOptions {
   readonly warn: (msg: string, err?: unknown) => void;
 }
 
-/*
- * Compare-and-set of a record: refused while a change's tombstone stands, below the token's
- * version floor, and over a record of a higher version (or the same version read later).
- * KEYS: record, tombstone, floor. ARGV: value, ttl ms, version, read time ms.
- */
-const FILL = `if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local v = tonumber(ARGV[3])
-if v < tonumber(redis.call('GET', KEYS[3]) or '0') then return 0 end
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local cv, cr = string.match(cur, '^(%d+)|(%d+)|')
-  if cv and (tonumber(cv) > v or (tonumber(cv) == v and tonumber(cr) >= tonumber(ARGV[4]))) then
-    return 0
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1`;
-
-/*
- * Version floors from the change log. KEYS: record, floor pairs; ARGV: floor ttl ms, then one
- * version per pair. Raises each floor and deletes a held record of a lower version.
- */
-const FLOOR = `for i = 1, #KEYS, 2 do
-  local v = tonumber(ARGV[(i + 1) / 2 + 1])
-  if v > tonumber(redis.call('GET', KEYS[i + 1]) or '0') then
-    redis.call('SET', KEYS[i + 1], ARGV[(i + 1) / 2 + 1], 'PX', ARGV[1])
-  end
-  local cur = redis.call('GET', KEYS[i])
-  if cur then
-    local cv = string.match(cur, '^(%d+)|')
-    if not cv or tonumber(cv) < v then redis.call('DEL', KEYS[i]) end
-  end
-end
-return 1`;
-
-/* Deletes a value only if it is still the one that was refused (KEYS: record; ARGV: value). */
-const DROP_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
-return 0`;
-
-/*
- * Deletes records and sets their tombstones (KEYS: record, tombstone pairs; ARGV: tombstone ms,
- * then channel and message, or nothing on a cluster, where the keys of one call share a slot
- * and the message is published once afterwards).
- */
-const INVALIDATE = `for i = 1, #KEYS, 2 do
-  redis.call('DEL', KEYS[i])
-  redis.call('SET', KEYS[i + 1], '1', 'PX', ARGV[1])
-end
-if ARGV[2] then return redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return 0`;
-
-/* Checks every rule first and counts only when all pass, so a refused call consumes nothing. */
-const RATE = `for i = 1, #KEYS do
-  local c = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if c >= tonumber(ARGV[i * 2 - 1]) then return i end
-end
-for i = 1, #KEYS do
-  if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[i * 2]) end
-end
-return 0`;
-
-interface Script {
-  readonly src: string;
-  readonly sha: string;
-}
-
-function script(src: string): Script {
-  return { src, sha: createHash("sha1").update(src).digest("hex") };
-}
-
-const SCRIPTS = {
-  fill: script(FILL),
-  floor: script(FLOOR),
-  dropIf: script(DROP_IF),
-  invalidate: script(INVALIDATE),
-  rate: script(RATE),
-};
-
 /**
  * The shared tier: compact, signed token records under `<prefix>tok:{<sha256 hex>}` (never the
  * secret; see record-codec.ts), invalidations on the channel `<prefix>changes`, version floors
@@ -122,15 +45,13 @@ const SCRIPTS = {
  */
 export class RedisTier implements SharedTier {
   private readonly cmd: RedisClient;
-  private readonly sub: RedisClient;
+  private readonly sub: ChangeSubscriber;
   /** On a Redis Cluster every script call carries the keys of one token (one hash slot). */
   private readonly clustered: boolean;
+  private readonly keys: RedisKeys;
   private readonly channel: string;
   /** hash hex → token id of changes not yet applied to Redis. */
   private readonly undelivered = new Map<string, string>();
-  private subscribedOnce = false;
-  private subscribing = false;
-  private subscribedNow = false;
   private closed = false;
   /** Redis commands that failed (metrics). */
   errors = 0;
@@ -143,31 +64,17 @@ export class RedisTier implements SharedTier {
       role: "commands",
       commandTimeoutMs: options.commandTimeoutMs,
     });
-    this.sub = createRedisClient(options.target, { role: "subscriber" });
+    this.keys = new RedisKeys(options.keyPrefix);
+    this.channel = this.keys.channel;
+    this.sub = new ChangeSubscriber(options.target, this.channel, options.events, options.warn);
     this.clustered = this.cmd.isCluster;
-    this.channel = `${options.keyPrefix}changes`;
     this.cmd.on("error", () => {
       // Reported through failed commands and readiness; ioredis reconnects on its own.
     });
-    this.sub.on("error", () => {});
     this.cmd.on("ready", () => {
       void this.retryUndelivered();
     });
-    this.sub.on("message", (_channel: string, message: string) => {
-      this.onMessage(message);
-    });
-    this.sub.on("ready", () => {
-      // ioredis re-subscribes on reconnect (autoResubscribe); until a first subscribe has
-      // succeeded, try it again on every connection.
-      if (this.subscribedOnce) {
-        this.subscribedNow = true;
-        this.options.events.resubscribed();
-      } else this.subscribe();
-    });
-    this.sub.on("close", () => {
-      this.subscribedNow = false;
-    });
-    this.subscribe();
+    this.sub.subscribe();
     void this.readKey();
   }
 
@@ -183,22 +90,6 @@ export class RedisTier implements SharedTier {
     }
   }
 
-  private subscribe(): void {
-    if (this.subscribing || this.subscribedOnce || this.closed) return;
-    this.subscribing = true;
-    this.sub.subscribe(this.channel).then(
-      () => {
-        this.subscribing = false;
-        this.subscribedOnce = true;
-        this.subscribedNow = true;
-      },
-      (err: unknown) => {
-        this.subscribing = false;
-        this.options.warn("redis subscribe failed; retrying on reconnect", err);
-      },
-    );
-  }
-
   /** Commands can be sent now. */
   get ready(): boolean {
     return this.cmd.status === "ready";
@@ -206,21 +97,7 @@ export class RedisTier implements SharedTier {
 
   /** This instance hears other instances' changes now. */
   get subscribed(): boolean {
-    return this.subscribedNow && this.sub.status === "ready";
-  }
-
-  // The hash tag ({…}) keeps a token's keys in one slot, so its scripts also run on a cluster
-  // (the prefix holds no braces of its own: the first {…} of a key is its tag).
-  private key(hashHex: string): string {
-    return `${this.options.keyPrefix}tok:{${hashHex}}`;
-  }
-
-  private tomb(hashHex: string): string {
-    return `${this.options.keyPrefix}tomb:{${hashHex}}`;
-  }
-
-  private floorKey(hashHex: string): string {
-    return `${this.options.keyPrefix}floor:{${hashHex}}`;
+    return this.sub.subscribed;
   }
 
   /**
@@ -231,7 +108,7 @@ export class RedisTier implements SharedTier {
   async getRecord(hashHex: string): Promise<TokenRecord | null | undefined> {
     const signingKey = this.signingKey;
     if (!this.ready || signingKey === undefined || this.undelivered.has(hashHex)) return undefined;
-    const key = this.key(hashHex);
+    const key = this.keys.record(hashHex);
     let raw: string | null;
     try {
       raw = await this.cmd.get(key);
@@ -246,7 +123,7 @@ export class RedisTier implements SharedTier {
     if (decoded.rejected === "signature") {
       this.options.warn("redis record failed its signature; ignored and deleted");
     }
-    this.run(SCRIPTS.dropIf, [key], [raw]).catch(() => {
+    runScript(this.cmd, SCRIPTS.dropIf, [key], [raw]).catch(() => {
       this.errors++;
     });
     return null;
@@ -259,10 +136,11 @@ export class RedisTier implements SharedTier {
   fillRecord(hashHex: string, record: TokenRecord): void {
     const signingKey = this.signingKey;
     if (!this.ready || signingKey === undefined || this.undelivered.has(hashHex)) return;
-    const key = this.key(hashHex);
-    this.run(
+    const key = this.keys.record(hashHex);
+    runScript(
+      this.cmd,
       SCRIPTS.fill,
-      [key, this.tomb(hashHex), this.floorKey(hashHex)],
+      [key, this.keys.tomb(hashHex), this.keys.floor(hashHex)],
       [
         encodeRecord(record, signingKey, key),
         String(this.options.recordTtlMs),
@@ -288,10 +166,10 @@ export class RedisTier implements SharedTier {
             const keys: string[] = [];
             const args: string[] = [String(this.options.floorTtlMs)];
             for (const c of group) {
-              keys.push(this.key(c.hashHex), this.floorKey(c.hashHex));
+              keys.push(this.keys.record(c.hashHex), this.keys.floor(c.hashHex));
               args.push(String(Math.trunc(c.version)));
             }
-            return this.run(SCRIPTS.floor, keys, args);
+            return runScript(this.cmd, SCRIPTS.floor, keys, args);
           }),
         );
       } catch (err) {
@@ -314,25 +192,26 @@ export class RedisTier implements SharedTier {
   }
 
   private async deliver(changes: readonly CachedTokenKey[]): Promise<void> {
-    const message = JSON.stringify({
-      h: changes.map((c) => c.hashHex),
-      i: changes.map((c) => c.id),
-    });
+    const message = changeMessage(changes);
     const tombstoneMs = String(this.options.tombstoneMs);
     const keysOf = (group: readonly CachedTokenKey[]): string[] =>
-      group.flatMap((c) => [this.key(c.hashHex), this.tomb(c.hashHex)]);
+      group.flatMap((c) => [this.keys.record(c.hashHex), this.keys.tomb(c.hashHex)]);
     try {
       if (this.clustered) {
         // Records gone and tombstones set on every shard first, then one message: an instance
         // that reloads on hearing it cannot find the old record. PUBLISH reaches every node.
         await Promise.all(
           this.slotGroups(changes).map((g) =>
-            this.run(SCRIPTS.invalidate, keysOf(g), [tombstoneMs]),
+            runScript(this.cmd, SCRIPTS.invalidate, keysOf(g), [tombstoneMs]),
           ),
         );
         await this.cmd.publish(this.channel, message);
       } else {
-        await this.run(SCRIPTS.invalidate, keysOf(changes), [tombstoneMs, this.channel, message]);
+        await runScript(this.cmd, SCRIPTS.invalidate, keysOf(changes), [
+          tombstoneMs,
+          this.channel,
+          message,
+        ]);
       }
       for (const c of changes) {
         if (this.undelivered.get(c.hashHex) === c.id) this.undelivered.delete(c.hashHex);
@@ -368,20 +247,6 @@ export class RedisTier implements SharedTier {
     return this.undelivered.size;
   }
 
-  private onMessage(message: string): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(message);
-    } catch {
-      return;
-    }
-    if (typeof parsed !== "object" || parsed === null) return;
-    const { h, i } = parsed as { h?: unknown; i?: unknown };
-    const hashes = Array.isArray(h) ? h.filter((x): x is string => typeof x === "string") : [];
-    const ids = Array.isArray(i) ? i.filter((x): x is string => typeof x === "string") : [];
-    this.options.events.invalidated(hashes, ids);
-  }
-
   /**
    * Shared fixed-window rate limiting: 0 when the call may pass (and was counted in every
    * window), the 1-based index of the first full rule otherwise, undefined when Redis cannot
@@ -398,26 +263,15 @@ export class RedisTier implements SharedTier {
     for (const r of rules) {
       const window = Math.floor(nowMs / r.windowMs);
       // One tag per token: every rule's window lives in one slot, as the script needs.
-      keys.push(`${this.options.keyPrefix}rl:{${tokenId}}:${r.name}:${r.windowMs}:${window}`);
+      keys.push(this.keys.rateWindow(tokenId, r.name, r.windowMs, window));
       args.push(String(r.limit), String(r.windowMs + 1_000));
     }
     try {
-      const result = await this.run(SCRIPTS.rate, keys, args);
+      const result = await runScript(this.cmd, SCRIPTS.rate, keys, args);
       return typeof result === "number" ? result : Number(result);
     } catch {
       this.errors++;
       return undefined;
-    }
-  }
-
-  private async run(s: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
-    try {
-      return await this.cmd.evalsha(s.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (err instanceof Error && err.message.includes("NOSCRIPT")) {
-        return await this.cmd.eval(s.src, keys.length, ...keys, ...args);
-      }
-      throw err;
     }
   }
 
