@@ -2,15 +2,15 @@ import type { AuditMode } from "../../config.js";
 import { normalizeIp } from "../../domain/cidr.js";
 import { KeyedBudget } from "../../domain/rate-window.js";
 import { hashTokenHex, parseToken, tokenLength } from "../../domain/token-format.js";
-import { type CompiledRecord, compileRecord, type TokenRecord } from "../../domain/token-record.js";
+import { type CompiledRecord, compileRecord } from "../../domain/token-record.js";
 import { decide } from "../../domain/verify-decision.js";
 import { unavailable } from "../../errors.js";
-import { AuditDecision } from "../../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
-import { type AuditPrefixColumns, encodeAuditPrefix } from "../../store/audit-writer.js";
 import type { CacheEntry, TokenCache } from "../../store/cache/types.js";
+import { CODE_NAMES, createAuditRows, peerOf } from "./audit-rows.js";
 import { AuditSampler } from "./audit-sampler.js";
 import type { AuditSink, Clock, RateLimiter, TokenSource, UsageSink, Warn } from "./ports.js";
+import { createTokenLoader } from "./token-loader.js";
 import type { TokenChange, VerifierStats, VerifyInput, VerifyOutcome } from "./types.js";
 
 /** The parts and settings of a pipeline; every part is an interface (see ports.ts). */
@@ -77,34 +77,6 @@ export interface VerifyPipeline {
   stats(): PipelineStats;
 }
 
-/** Short VerifyCode names as written in audit rows (`EXPIRED`, …), the admin service's form. */
-const CODE_NAMES: readonly string[] = (() => {
-  const names: string[] = [];
-  for (const [k, v] of Object.entries(VerifyCode)) if (typeof v === "number") names[v] = k;
-  return names;
-})();
-
-/** While the cache may miss changes of other instances, entries are re-read this often. */
-const DEGRADED_REFRESH_MS = 1_000;
-
-/**
- * An admin caller is authenticated from a record this instance read from Postgres at most this
- * long ago, or from Postgres now: never from a shared-tier (Redis) record.
- */
-const ADMIN_MAX_AGE_MS = 1_000;
-
-/**
- * A record goes to the shared tier only if its Postgres read began at most this long ago: a
- * slow read may have raced a change, and the change's tombstone in Redis outlives this.
- */
-const FILL_WINDOW_MS = 1_000;
-
-const MAX_TEXT = 1_024;
-
-function clip(s: string): string {
-  return s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) : s;
-}
-
 /**
  * The verification core shared by VerifyToken, the admin authentication and gateway checks,
  * written over injected parts so it can run over in-memory ones. Order of checks: format and
@@ -130,134 +102,25 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
 
   const byCode = new Array<number>(CODE_NAMES.length + 1).fill(0);
   let localHits = 0;
-  let redisHits = 0;
-  let postgresLoads = 0;
   let negativeHits = 0;
-  let staleServed = 0;
   let unavailableCount = 0;
   let unknownLimited = 0;
-  let sharedRefused = 0;
 
-  const detached = (record: CompiledRecord, fromSource: boolean): CacheEntry => ({
-    record,
-    loadedAtMs: record.readAtMs,
-    fromSource,
-    usesSeen: record.useCount,
+  const loader = createTokenLoader({
+    cache,
+    source,
+    clock,
+    hardTtl,
+    softTtl,
+    negativeTtl,
+    warn,
   });
-
-  /** Postgres, read again once when the answer is older than a change this instance knows of. */
-  const fromSource = async (
-    hashHex: string,
-    hash: Buffer,
-    stale: CacheEntry | undefined,
-  ): Promise<TokenRecord | undefined> => {
-    for (let attempt = 0; ; attempt++) {
-      let record: TokenRecord | undefined;
-      try {
-        postgresLoads++;
-        record = await source.findByHash(hash);
-      } catch (err) {
-        if (stale !== undefined && clock() - stale.loadedAtMs < hardTtl) {
-          staleServed++;
-          throw new StaleServed(stale);
-        }
-        unavailableCount++;
-        warn("token lookup failed: Postgres unavailable", err);
-        throw unavailable("token storage", err);
-      }
-      if (record === undefined || attempt > 0 || record.version >= cache.floor(hashHex)) {
-        return record;
-      }
-    }
-  };
-
-  /**
-   * Loads a token: from the shared tier when it holds a copy that is signed, current (not below
-   * the floor) and young (read from Postgres less than the refresh point ago), else from
-   * Postgres; fills the tiers unless a change raced the load. `admin` skips the shared tier.
-   */
-  const load = async (
-    hashHex: string,
-    hash: Buffer,
-    stale: CacheEntry | undefined,
-    admin: boolean,
-  ): Promise<CacheEntry | undefined> => {
-    const startEpoch = cache.epoch;
-    const shared = admin ? undefined : cache.readShared(hashHex);
-    if (shared !== undefined) {
-      const cached = await shared;
-      if (cached !== null && cached !== undefined) {
-        const age = clock() - cached.readAtMs;
-        if (cached.version >= cache.floor(hashHex) && age < currentSoftTtl()) {
-          redisHits++;
-          const compiled = compileRecord(cached);
-          return startEpoch === cache.epoch
-            ? cache.set(hashHex, compiled, false)
-            : detached(compiled, false);
-        }
-        sharedRefused++;
-      }
-    }
-    let record: TokenRecord | undefined;
-    try {
-      record = await fromSource(hashHex, hash, admin ? undefined : stale);
-    } catch (err) {
-      if (err instanceof StaleServed) return err.entry;
-      throw err;
-    }
-    if (record === undefined) {
-      if (startEpoch === cache.epoch) cache.setMissing(hashHex, clock() + negativeTtl);
-      return undefined;
-    }
-    const compiled = compileRecord(record);
-    if (startEpoch !== cache.epoch) return detached(compiled, true);
-    if (clock() - record.readAtMs < FILL_WINDOW_MS) cache.share(hashHex, record);
-    return cache.set(hashHex, compiled, true);
-  };
-
-  /**
-   * One load per hash at a time: a hot token whose entry aged out costs one read, not N. Admin
-   * loads (straight from Postgres) do not join or register shared loads.
-   */
-  const resolve = (
-    hashHex: string,
-    hash: Buffer,
-    stale: CacheEntry | undefined,
-    admin: boolean,
-  ): Promise<CacheEntry | undefined> => {
-    if (admin) return load(hashHex, hash, stale, true);
-    const running = cache.running(hashHex);
-    if (running !== undefined) return running;
-    const p = load(hashHex, hash, stale, false);
-    cache.track(hashHex, p);
-    return p;
-  };
-
-  /**
-   * The constant columns of a found token's audit rows (org, actor, action, token, decision,
-   * code), COPY-encoded once per record and code: a record object is replaced whenever its
-   * token changes, so the text cannot outlive the data it was made from.
-   */
-  const prefixes = new WeakMap<CompiledRecord, (string | undefined)[]>();
-  const prefixOf = (
-    record: CompiledRecord,
-    code: VerifyCode,
-    admin: boolean,
-    columns: AuditPrefixColumns,
-  ): string => {
-    let byCode = prefixes.get(record);
-    if (byCode === undefined) {
-      byCode = [];
-      prefixes.set(record, byCode);
-    }
-    const slot = admin ? code + CODE_NAMES.length : code;
-    let prefix = byCode[slot];
-    if (prefix === undefined) {
-      prefix = encodeAuditPrefix(columns);
-      byCode[slot] = prefix;
-    }
-    return prefix;
-  };
+  const { resolve, isFresh, tokensChanged } = loader;
+  const counts = loader.counts;
+  const writeAuditRow =
+    audit === undefined || sampler === undefined
+      ? undefined
+      : createAuditRows(audit, sampler, auditMode);
 
   const finish = (
     input: VerifyInput,
@@ -268,31 +131,7 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     retryAfterMs: number | undefined,
   ): VerifyOutcome => {
     byCode[code] = (byCode[code] ?? 0) + 1;
-    if (audit !== undefined && sampler !== undefined) {
-      const admin = input.purpose === "admin";
-      if (code !== VerifyCode.VALID || (!admin && auditMode === "all")) {
-        const row = {
-          timeMs: nowMs,
-          // Only a found token names the org: an unauthenticated caller must not be able to
-          // write rows into another org's audit trail.
-          orgId: record === undefined ? "" : record.orgId,
-          actorId: record === undefined ? "" : record.id,
-          action: admin ? "auth.denied" : "token.verify",
-          tokenId: record === undefined ? "" : record.id,
-          decision: code === VerifyCode.VALID ? AuditDecision.ALLOW : AuditDecision.DENY,
-          code: CODE_NAMES[code] ?? "UNSPECIFIED",
-          clientIp: clip(input.clientIp),
-          method: clip(input.method),
-          path: clip(input.path),
-          requestId: clip(input.requestId),
-          prefix: undefined as string | undefined,
-        };
-        if (record !== undefined) row.prefix = prefixOf(record, code, admin, row);
-        // Denials that name no token cost nothing to send: sampled per peer.
-        if (record === undefined) sampler.push(peerOf(input), row);
-        else audit.push(row);
-      }
-    }
+    if (writeAuditRow !== undefined) writeAuditRow(input, code, record, nowMs);
     return { code, record, remainingUses, retryAfterMs };
   };
 
@@ -439,41 +278,17 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     }
   };
 
-  function currentSoftTtl(): number {
-    return cache.coherent ? softTtl : Math.min(softTtl, DEGRADED_REFRESH_MS);
-  }
-
-  /** Whether a local entry may answer without a reload (admin: only a fresh Postgres read). */
-  function isFresh(entry: CacheEntry, admin: boolean, nowMs: number): boolean {
-    const age = nowMs - entry.loadedAtMs;
-    return admin ? entry.fromSource && age < ADMIN_MAX_AGE_MS : age < currentSoftTtl();
-  }
-
-  const tokensChanged = async (changes: readonly TokenChange[]): Promise<void> => {
-    if (changes.length === 0) return;
-    await cache.invalidate(
-      changes.map((c) => ({
-        hashHex: Buffer.from(
-          c.secretHash.buffer,
-          c.secretHash.byteOffset,
-          c.secretHash.length,
-        ).toString("hex"),
-        id: c.id,
-      })),
-    );
-  };
-
   const stats = (): PipelineStats => ({
     byCode,
     localHits,
-    redisHits,
-    postgresLoads,
+    redisHits: counts.redisHits,
+    postgresLoads: counts.postgresLoads,
     negativeHits,
-    staleServed,
-    unavailable: unavailableCount,
+    staleServed: counts.staleServed,
+    unavailable: unavailableCount + counts.unavailable,
     unknownLimited,
     auditSampled: sampler?.suppressed ?? 0,
-    sharedRefused,
+    sharedRefused: counts.sharedRefused,
   });
 
   return {
@@ -489,21 +304,4 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     },
     stats,
   };
-}
-
-/**
- * Who sent the verification (the connection's address), for per-peer limits and sampling; read
- * only when a lookup or a sample needs it, so a cache hit never parses the peer string.
- */
-function peerOf(input: VerifyInput): string {
-  const peer = input.peer;
-  if (peer === undefined) return input.clientIp;
-  return typeof peer === "string" ? peer : peer.peerAddress;
-}
-
-/** A lookup failed but a stale entry within the window may answer (internal to load). */
-class StaleServed extends Error {
-  constructor(readonly entry: CacheEntry) {
-    super("stale entry served");
-  }
 }
