@@ -1,5 +1,6 @@
 /** List and retention values: CORS origins, trusted proxy CIDRs, audit retention. */
 import { normalizeCidr } from "../domain/cidr.js";
+import { parseDuration } from "../domain/duration.js";
 
 // --- web console (issue 12) ---
 /**
@@ -45,7 +46,6 @@ export function trustedProxies(raw: string, problems: string[]): readonly string
 
 // --- audit retention (issue #11 item 5) ---
 export const DAY_MS = 86_400_000;
-const RETENTION_UNIT_DAYS: Readonly<Record<string, number>> = { d: 1, w: 7, y: 365 };
 
 /**
  * LATCHKEY_AUDIT_RETENTION in whole days (`30d`, `12w`, `1y` = 365 days), from 1 day to 100
@@ -53,8 +53,8 @@ const RETENTION_UNIT_DAYS: Readonly<Record<string, number>> = { d: 1, w: 7, y: 3
  * year into an hour of audit trail.
  */
 export function retentionDays(raw: string, problems: string[]): number {
-  const m = /^(\d{1,6})([dwy])$/.exec(raw.toLowerCase());
-  const days = m === null ? 0 : Number(m[1]) * (RETENTION_UNIT_DAYS[m[2] ?? ""] ?? 0);
+  const ms = parseDuration(raw.toLowerCase(), { units: ["d", "w", "y"] });
+  const days = ms === undefined ? 0 : ms / DAY_MS;
   if (days < 1 || days > 36_500) {
     problems.push(
       `LATCHKEY_AUDIT_RETENTION=${raw}: expected a duration from 1d to 100y, e.g. 400d, 12w, 1y (unset keeps audit rows forever)`,

@@ -1,3 +1,4 @@
+import { parseDuration } from "../domain/duration.js";
 import { parseHostPort } from "./host-port.js";
 import type { Env, ListenAddress } from "./types.js";
 
@@ -72,9 +73,7 @@ export function envReader(env: Env, problems: string[]): EnvReader {
   const duration = (name: string, fallbackMs: number, minMs: number, maxMs: number): number => {
     const raw = str(name);
     if (raw === undefined) return fallbackMs;
-    const m = /^(\d+)(ms|s|m|h)?$/.exec(raw);
-    const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m?.[2] ?? "s"] ?? 1_000;
-    const ms = m === null ? Number.NaN : Number(m[1]) * unit;
+    const ms = parseDuration(raw, { units: ["ms", "s", "m", "h"], bare: "s" }) ?? Number.NaN;
     if (!Number.isSafeInteger(ms) || ms < minMs || ms > maxMs) {
       problems.push(
         `${name}=${raw}: expected a duration from ${minMs} ms to ${maxMs / 1_000} s, e.g. 10s, 500ms, 5m`,
