@@ -47,10 +47,14 @@ export interface AuditWriterOptions {
 interface Batch {
   readonly bytes: Buffer;
   readonly rows: number;
+  /** The whole buffer `bytes` is a view of, handed back for reuse once the batch is written. */
+  readonly owner: Buffer;
 }
 
 /** First size of the row buffer; it doubles as needed (rows are bounded by maxBuffered). */
 const INITIAL_BYTES = 256 * 1024;
+/** A written buffer larger than this (a backlog after an outage) is left to the GC. */
+const MAX_SPARE_BYTES = 8 << 20;
 
 /**
  * Batches verification audit rows into Postgres. A push encodes the row at once as one line of
@@ -68,6 +72,12 @@ export class AuditWriter {
   private bytes: Buffer = Buffer.allocUnsafe(INITIAL_BYTES);
   private length = 0;
   private rows = 0;
+  /**
+   * A written batch's buffer, kept for the next take: a fresh buffer of this size per flush
+   * (several a second) kept V8 in incremental marking, which made every young-generation
+   * collection about 3× dearer (7.7 vs 2.0 ms; ~12 µs per audited verification).
+   */
+  private spare: Buffer | undefined;
   /** Batches taken for a write that failed, oldest first: written before `bytes`. */
   private retry: Batch[] = [];
   private retryRows = 0;
@@ -151,8 +161,14 @@ export class AuditWriter {
 
   /** The rows encoded so far as one batch; later pushes go to a fresh buffer. */
   private take(): Batch {
-    const batch = { bytes: this.bytes.subarray(0, this.length), rows: this.rows };
-    this.bytes = Buffer.allocUnsafe(Math.max(INITIAL_BYTES, Math.min(this.length, 8 << 20)));
+    const batch = {
+      bytes: this.bytes.subarray(0, this.length),
+      rows: this.rows,
+      owner: this.bytes,
+    };
+    this.bytes =
+      this.spare ?? Buffer.allocUnsafe(Math.max(INITIAL_BYTES, Math.min(this.length, 8 << 20)));
+    this.spare = undefined;
     this.length = 0;
     this.rows = 0;
     return batch;
@@ -171,6 +187,8 @@ export class AuditWriter {
         } else await this.insert(batch.bytes);
         this.written += batch.rows;
         done++;
+        // COPY and INSERT have copied the bytes out by now: the buffer can take new rows.
+        if (batch.owner.length <= MAX_SPARE_BYTES) this.spare = batch.owner;
       }
       this.schedule.succeeded();
     } catch (err) {
