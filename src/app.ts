@@ -44,6 +44,8 @@ export interface InstanceDeps {
   readonly gateway?: GatewayOptions | undefined;
   /** LATCHKEY_VERIFY_AUTH: `token` requires a `tokens:verify` bearer on TokenVerifyService. */
   readonly verifyAuth?: VerifyCallerAuth | undefined;
+  /** false: the gRPC listener serves unary methods through grpc-js too (A/B, comparison tests). */
+  readonly grpcFastUnary?: boolean | undefined;
 }
 
 /** One running instance: both listeners serving the same two service implementations. */
@@ -111,6 +113,7 @@ export async function startInstance(deps: InstanceDeps): Promise<Instance> {
     log,
     limits: deps.limits,
     extraServices: [extAuthzService(gateway, log, metrics.rpc)],
+    fastUnary: deps.grpcFastUnary,
   });
   const http = createHttpServer({
     services,

@@ -17,6 +17,8 @@ export interface LatchkeyServerOptions {
   readonly redis?: boolean;
   /** LATCHKEY_VERIFY_AUTH. */
   readonly verifyAuth?: "off" | "token";
+  /** false: unary methods through grpc-js instead of the gRPC listener's lean lane. */
+  readonly grpcFastUnary?: boolean;
 }
 
 /** Both listeners of one latchkey instance, on ephemeral ports of 127.0.0.1. */
@@ -50,6 +52,7 @@ export async function startLatchkeyServer(opts: LatchkeyServerOptions): Promise<
     httpListen: "127.0.0.1:0",
     defaultMetrics: false,
     verifyAuth: opts.verifyAuth,
+    grpcFastUnary: opts.grpcFastUnary,
   });
   const grpcAddress = `127.0.0.1:${listeners.grpcPort}`;
   const channels: grpc.Client[] = [];

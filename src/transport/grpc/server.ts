@@ -6,6 +6,7 @@ import type { ErrorLog } from "../error-mapper.js";
 import { type ConnectionLimits, DEFAULT_LIMITS } from "../limits.js";
 import type { RpcMetrics } from "../metrics.js";
 import { type Served, servedServices } from "../rpc-adapter.js";
+import { type FastUnary, installFastUnary } from "./fast-unary.js";
 import type { GrpcHealthReporter } from "./health.js";
 import { LATCHKEY_FILES, reflectionPackageDefinition } from "./reflection.js";
 import { bindGrpcService, type GrpcService } from "./service.js";
@@ -31,12 +32,20 @@ interface GrpcListenerOptions {
   readonly limits?: ConnectionLimits | undefined;
   /** Overrides of the channel options below (tests, tuning). */
   readonly channelOptions?: grpc.ServerOptions | undefined;
+  /**
+   * Serve the unary methods through the lean unary lane (default) or through grpc-js like the
+   * rest (`false`: for A/B measurements and comparison tests).
+   */
+  readonly fastUnary?: boolean | undefined;
 }
 
 export type GrpcServerOptions = GrpcListenerOptions & Served;
 
 /** 4 MiB: far above any latchkey request, low enough to stop a memory-exhaustion attempt. */
 const MAX_RECEIVE_BYTES = 4 * 1024 * 1024;
+
+/** The unary methods each server's lean lane takes, installed once the server is bound. */
+const fastMethods = new WeakMap<grpc.Server, readonly FastUnary[]>();
 
 /**
  * The gRPC listener (the hot path for sidecars and gateways): both latchkey services as the
@@ -56,17 +65,21 @@ export function createGrpcServer(opts: GrpcServerOptions): grpc.Server {
     "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
     ...opts.channelOptions,
   });
+  const fast: FastUnary[] = [];
   for (const service of servedServices(opts, { log: opts.log, metrics: opts.metrics })) {
     // grpc-js refuses an empty service; a handler set with no methods simply is not served.
     if (service.methods.length === 0) continue;
     const bound = bindGrpcService(service);
     server.addService(bound.definition, bound.implementation);
+    fast.push(...(bound.fast ?? []));
   }
   const reflectionFiles: DescFile[] = [...LATCHKEY_FILES];
   for (const extra of opts.extraServices ?? []) {
     server.addService(extra.service.definition, extra.service.implementation);
+    fast.push(...(extra.service.fast ?? []));
     reflectionFiles.push(...(extra.files ?? []));
   }
+  if (opts.fastUnary !== false) fastMethods.set(server, fast);
   opts.health.implementation.addToServer(server);
   new ReflectionService(reflectionPackageDefinition(reflectionFiles)).addToServer(server);
   return server;
@@ -84,9 +97,18 @@ export function listenGrpc(
   const credentials =
     tls === undefined ? grpc.ServerCredentials.createInsecure() : serverCredentials(tls);
   return new Promise((resolve, reject) => {
-    server.bindAsync(hostPort, credentials, (err, port) =>
-      err === null ? resolve(port) : reject(bindError(hostPort, err)),
-    );
+    server.bindAsync(hostPort, credentials, (err, port) => {
+      if (err !== null) {
+        reject(bindError(hostPort, err));
+        return;
+      }
+      try {
+        installFastUnary(server, fastMethods.get(server) ?? [], MAX_RECEIVE_BYTES);
+        resolve(port);
+      } catch (e) {
+        reject(e);
+      }
+    });
   });
 }
 

@@ -22,6 +22,7 @@ import {
   type ServerStreamingRpc,
   type UnaryRpc,
 } from "../rpc-adapter.js";
+import type { FastUnary } from "./fast-unary.js";
 import { stringsDecoder } from "./lean-reader.js";
 
 /** The part of a grpc-js server call the context reads (grpc-js does not export the type). */
@@ -78,6 +79,8 @@ class GrpcCallContext implements CallContext {
 export interface GrpcService {
   readonly definition: grpc.ServiceDefinition;
   readonly implementation: grpc.UntypedServiceImplementation;
+  /** The unary methods, for the listener's lean unary lane (see fast-unary.ts). */
+  readonly fast?: readonly FastUnary[] | undefined;
 }
 
 function bytesToBuffer(bytes: Uint8Array): Buffer {
@@ -190,12 +193,21 @@ export function bindGrpcService(
 ): GrpcService {
   const definition: Record<string, grpc.MethodDefinition<IncomingRequest, Message>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};
+  const fast: FastUnary[] = [];
   for (const rpc of service.methods) {
-    definition[rpc.desc.name] = methodDefinition(service.desc, rpc.desc, lean[rpc.desc.name]);
-    implementation[rpc.desc.name] =
-      rpc.kind === "unary" ? unaryImplementation(rpc) : streamingImplementation(rpc);
+    const def = methodDefinition(service.desc, rpc.desc, lean[rpc.desc.name]);
+    definition[rpc.desc.name] = def;
+    if (rpc.kind === "unary") {
+      implementation[rpc.desc.name] = unaryImplementation(rpc);
+      fast.push({
+        path: def.path,
+        rpc,
+        decode: def.requestDeserialize,
+        encode: def.responseSerialize,
+      });
+    } else implementation[rpc.desc.name] = streamingImplementation(rpc);
   }
-  return { definition: definition as grpc.ServiceDefinition, implementation };
+  return { definition: definition as grpc.ServiceDefinition, implementation, fast };
 }
 
 /**
