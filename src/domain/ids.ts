@@ -1,5 +1,5 @@
 import { randomFillSync } from "node:crypto";
-import { monotonicFactory } from "ulid";
+import { monotonicFactory, ulid } from "ulid";
 
 /**
  * One monotonic ULID source for the process: ids made in the same millisecond still sort in
@@ -106,9 +106,13 @@ export function newAuditId(nowMs: number = Date.now()): string {
   return auditIds.next(nowMs);
 }
 
-/** A concurrency-slot lease id (`lse_…`). */
+/**
+ * A concurrency-slot lease id: `lse_` + a non-monotonic ULID (80 fresh random bits), so that
+ * holding one lease id tells nothing about the next — the lease id is the only credential
+ * RenewSlot and ReleaseSlot take.
+ */
 export function newLeaseId(): string {
-  return `lse_${nextUlid()}`;
+  return `lse_${ulid()}`;
 }
 
 /**

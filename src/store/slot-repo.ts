@@ -1,4 +1,4 @@
-import { ulid } from "ulid";
+import { newLeaseId } from "../domain/ids.js";
 import type { Sql } from "./db.js";
 
 /**
@@ -30,14 +30,6 @@ export interface SlotRepo {
   release(leaseId: string): Promise<boolean>;
 }
 
-/**
- * A fresh lease id: `lse_` + a non-monotonic ULID, so that holding one lease id tells nothing
- * about the next (the lease id is the only credential RenewSlot and ReleaseSlot take).
- */
-function leaseId(): string {
-  return `lse_${ulid()}`;
-}
-
 /** The Postgres slot leases (see the module comment for why a row lock suffices). */
 export function createSlotRepo(sql: Sql): SlotRepo {
   return {
@@ -56,7 +48,7 @@ export function createSlotRepo(sql: Sql): SlotRepo {
           SELECT count(*)::int AS n FROM slot_leases WHERE token_id = ${tokenId}`;
         const inUse = count?.n ?? 0;
         if (inUse >= token.max) return { kind: "full", inUse, max: token.max };
-        const id = leaseId();
+        const id = newLeaseId();
         const [lease] = await tx<{ expire_time: Date }[]>`
           INSERT INTO slot_leases (id, token_id, holder, expire_time)
           SELECT ${id}, t.id, ${holder},

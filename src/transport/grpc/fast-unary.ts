@@ -13,7 +13,7 @@ import type { IncomingRequest, Message, UnaryRpc } from "../rpc-adapter.js";
 /**
  * The lean unary lane of the gRPC listener. grpc-js spends ~15 µs of CPU per unary call above
  * what node:http2 needs for the same exchange (an interceptor chain, a metadata object, a
- * stream decoder and their garbage; bench/README: 47 vs 33 µs for an echo). Latchkey's unary
+ * stream decoder and their garbage; docs/perf.md: 47 vs 33 µs for an echo). Latchkey's unary
  * methods — VerifyToken and Envoy's Check on every gateway request among them — are served
  * here instead, straight from the http2 stream: one framed message in, the one RPC adapter
  * (authentication, handler, metrics, error mapping: the same as on every listener), one framed
