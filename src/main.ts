@@ -10,6 +10,7 @@ import {
   loadConfig,
 } from "./config.js";
 import { bootstrapIfEmpty } from "./services/bootstrap.js";
+import { trustedProxies } from "./services/gateway/proxies.js";
 import { createVerifier } from "./services/verify/verifier.js";
 import { scheduleAuditRetention } from "./store/audit-retention.js";
 import { type DataDirLock, DataDirLockedError, lockDataDir } from "./store/data-dir-lock.js";
@@ -200,6 +201,8 @@ async function serve(
       perSecond: config.verifyUnknownPerPeer,
       burst: 2 * config.verifyUnknownPerPeer,
     },
+    // A trusted gateway's client_ip names whom the per-peer budget counts against.
+    trustedPeers: trustedProxies(config.trustedProxies),
     log,
   });
   let started: Instance | undefined;

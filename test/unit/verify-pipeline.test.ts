@@ -8,7 +8,7 @@ import { LatchkeyError } from "../../src/errors.js";
 import { AuditDecision, TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import { createVerifyPipeline, type VerifyPipeline } from "../../src/services/verify/pipeline.js";
-import type { TokenSource } from "../../src/services/verify/ports.js";
+import type { PeerTrust, TokenSource } from "../../src/services/verify/ports.js";
 import type { VerifyInput } from "../../src/services/verify/types.js";
 import type { VerifyAuditRow } from "../../src/store/audit-writer.js";
 import { LocalTier } from "../../src/store/cache/local.js";
@@ -108,6 +108,7 @@ class MemoryShared implements SharedTier {
 function rig(
   auditMode: AuditMode = "all",
   shared?: MemoryShared,
+  trustedPeers?: PeerTrust,
 ): Rig & { cache: TieredTokenCache } {
   let now = T0;
   const clock = (): number => now;
@@ -129,6 +130,7 @@ function rig(
     clock,
     maxStalenessMs: 30_000,
     negativeTtlMs: 2_000,
+    trustedPeers,
   });
   return {
     cache,
@@ -450,6 +452,34 @@ describe("versions and read times (8.4, 13.1, 13.2)", () => {
 });
 
 describe("flood (13.5)", () => {
+  it("behind a trusted gateway, each client_ip has its own budget; behind another peer, not", async () => {
+    const gateway = "10.7.7.7";
+    const flood = async (r: Rig): Promise<void> => {
+      for (let i = 0; i < 150; i++) {
+        const token = generateToken(PREFIX, TokenType.PERSONAL);
+        await r.verify(token, { peer: gateway, clientIp: "203.0.113.66" });
+      }
+    };
+    const trusted = rig("all", undefined, { trusts: (ip) => ip === gateway });
+    await flood(trusted);
+    const other = trusted.source.add();
+    // The flooding client is limited; another client behind the same gateway is not.
+    const fresh = generateToken(PREFIX, TokenType.PERSONAL);
+    expect((await trusted.verify(fresh, { peer: gateway, clientIp: "203.0.113.66" })).code).toBe(
+      VerifyCode.RATE_LIMITED,
+    );
+    expect(
+      (await trusted.verify(other.secret, { peer: gateway, clientIp: "198.51.100.7" })).code,
+    ).toBe(VerifyCode.VALID);
+    // Without trust in the peer, client_ip is not believed: the gateway's budget is spent.
+    const untrusted = rig();
+    await flood(untrusted);
+    const next = untrusted.source.add();
+    expect(
+      (await untrusted.verify(next.secret, { peer: gateway, clientIp: "198.51.100.7" })).code,
+    ).toBe(VerifyCode.RATE_LIMITED);
+  });
+
   it("unknown tokens spend a per-peer budget; known ones do not", async () => {
     const r = rig();
     const known = r.source.add();

@@ -4,7 +4,7 @@ import { AuditDecision } from "../../gen/latchkey/v1/token_pb.js";
 import { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
 import { type AuditPrefixColumns, encodeAuditPrefix } from "../../store/audit-writer.js";
 import type { AuditSampler } from "./audit-sampler.js";
-import type { AuditSink } from "./ports.js";
+import type { AuditSink, PeerTrust } from "./ports.js";
 import type { VerifyInput } from "./types.js";
 
 /** Short VerifyCode names as written in audit rows (`EXPIRED`, …), the admin service's form. */
@@ -37,6 +37,7 @@ export function createAuditRows(
   audit: AuditSink,
   sampler: AuditSampler,
   auditMode: AuditMode,
+  trusted?: PeerTrust | undefined,
 ): WriteAuditRow {
   /**
    * The constant columns of a found token's audit rows (org, actor, action, token, decision,
@@ -85,18 +86,23 @@ export function createAuditRows(
       };
       if (record !== undefined) row.prefix = prefixOf(record, code, admin, row);
       // Denials that name no token cost nothing to send: sampled per peer.
-      if (record === undefined) sampler.push(peerOf(input), row);
+      if (record === undefined) sampler.push(peerOf(input, trusted), row);
       else audit.push(row);
     }
   };
 }
 
 /**
- * Who sent the verification (the connection's address), for per-peer limits and sampling; read
- * only when a lookup or a sample needs it, so a cache hit never parses the peer string.
+ * Who a verification counts against for the per-peer limits and sampling: the connection's
+ * address — or, when that connection is a trusted gateway (`trusted`) and names the client in
+ * `client_ip`, that client, so one client's flood of unknown tokens does not refuse the first
+ * verifications of everyone else behind the same gateway. Read only when a lookup or a sample
+ * needs it, so a cache hit never parses the peer string.
  */
-export function peerOf(input: VerifyInput): string {
+export function peerOf(input: VerifyInput, trusted?: PeerTrust | undefined): string {
   const peer = input.peer;
   if (peer === undefined) return input.clientIp;
-  return typeof peer === "string" ? peer : peer.peerAddress;
+  const address = typeof peer === "string" ? peer : peer.peerAddress;
+  if (trusted === undefined || input.clientIp === "" || !trusted.trusts(address)) return address;
+  return input.clientIp;
 }

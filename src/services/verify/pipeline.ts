@@ -9,7 +9,15 @@ import { VerifyCode } from "../../gen/latchkey/v1/token_verify_service_pb.js";
 import type { CacheEntry, TokenCache } from "../../store/cache/types.js";
 import { CODE_NAMES, createAuditRows, peerOf } from "./audit-rows.js";
 import { AuditSampler } from "./audit-sampler.js";
-import type { AuditSink, Clock, RateLimiter, TokenSource, UsageSink, Warn } from "./ports.js";
+import type {
+  AuditSink,
+  Clock,
+  PeerTrust,
+  RateLimiter,
+  TokenSource,
+  UsageSink,
+  Warn,
+} from "./ports.js";
 import { createTokenLoader } from "./token-loader.js";
 import type { TokenChange, VerifierStats, VerifyInput, VerifyOutcome } from "./types.js";
 
@@ -46,6 +54,11 @@ export interface VerifyPipelineParts {
    * window (default 1 000 ms; 0 writes every row). See AuditSampler.
    */
   readonly auditSampleMs?: number | undefined;
+  /**
+   * Gateways whose `client_ip` names the client the per-peer budget and sampling count against
+   * (LATCHKEY_TRUSTED_PROXIES); default none: the connection's address.
+   */
+  readonly trustedPeers?: PeerTrust | undefined;
   readonly warn?: Warn | undefined;
 }
 
@@ -120,7 +133,7 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
   const writeAuditRow =
     audit === undefined || sampler === undefined
       ? undefined
-      : createAuditRows(audit, sampler, auditMode);
+      : createAuditRows(audit, sampler, auditMode, parts.trustedPeers);
 
   const finish = (
     input: VerifyInput,
@@ -181,7 +194,7 @@ export function createVerifyPipeline(parts: VerifyPipelineParts): VerifyPipeline
     }
     // A token this instance holds nothing for costs a lookup: budgeted per peer, refunded
     // when the token exists, so only unknown tokens spend it.
-    const peer = peerOf(input);
+    const peer = peerOf(input, parts.trustedPeers);
     const budgeted = entry === undefined && unknown !== undefined;
     if (budgeted && !unknown.take(peer, nowMs)) {
       unknownLimited++;

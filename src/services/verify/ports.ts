@@ -19,6 +19,14 @@ export interface TokenSource {
   consumeUse(id: string, clientIp: string | undefined): Promise<ConsumeResult>;
 }
 
+/**
+ * The connection peers believed about `client_ip` (LATCHKEY_TRUSTED_PROXIES): a gateway that
+ * relays many clients. See {@link peerOf}.
+ */
+export interface PeerTrust {
+  trusts(ip: string): boolean;
+}
+
 /** Takes one verification audit row; must not block or throw (rows are written later). */
 export interface AuditSink {
   push(row: VerifyAuditRow): void;

@@ -59,6 +59,8 @@ export interface VerifierDeps {
   readonly unknownLookups?: VerifyPipelineParts["unknownLookups"];
   /** Window of the per-peer audit sampling of MALFORMED / NOT_FOUND (default 1 000 ms; 0: off). */
   readonly auditSampleMs?: number | undefined;
+  /** See VerifyPipelineParts.trustedPeers (main.ts: LATCHKEY_TRUSTED_PROXIES). */
+  readonly trustedPeers?: VerifyPipelineParts["trustedPeers"];
   /** How often the token change log is polled (default 500 ms). */
   readonly changePollMs?: number | undefined;
   /** Where tokens are read and uses consumed (default: Postgres on `sql`); tests wrap it. */
@@ -148,6 +150,7 @@ export function createVerifier(deps: VerifierDeps): LatchkeyVerifier {
     negativeTtlMs: deps.negativeTtlMs,
     unknownLookups: deps.unknownLookups,
     auditSampleMs: deps.auditSampleMs,
+    trustedPeers: deps.trustedPeers,
     warn,
   });
   const feed = new ChangeFeed({
