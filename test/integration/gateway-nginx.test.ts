@@ -10,6 +10,7 @@ import { createVerifier } from "../../src/services/verify/verifier.js";
 import { freePort } from "../../src/store/embedded.js";
 import { type LatchkeyServer, PREFIX, startLatchkeyServer } from "../helpers/latchkey-server.js";
 import { createTestDatabase } from "../helpers/postgres.js";
+import { awayFromWindowEnd } from "../helpers/rate-window.js";
 import { insertToken } from "../helpers/seed.js";
 
 /**
@@ -172,6 +173,7 @@ describe.skipIf(!nginxFound)("nginx auth_request in front of an upstream", () =>
       permissions: ["*"],
       rateLimits: [{ name: "burst", limit: 1, window_ms: 60_000 }],
     });
+    await awayFromWindowEnd(60_000); // both calls in one minute window
     expect((await get(t.secret)).status).toBe(200);
     const r = await get(t.secret);
     expect(r.status).toBe(429);

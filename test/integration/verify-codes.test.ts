@@ -4,6 +4,7 @@ import { AuditDecision, TokenType } from "../../src/gen/latchkey/v1/token_pb.js"
 import { VerifyCode } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
 import type { Sql } from "../../src/store/db.js";
 import { createTestDatabase } from "../helpers/postgres.js";
+import { awayFromWindowEnd } from "../helpers/rate-window.js";
 import {
   insertToken,
   PREFIX,
@@ -227,6 +228,7 @@ describe("VERIFY_CODE_RATE_LIMITED", () => {
     const { secret } = await insertToken(sql, {
       rateLimits: [{ name: "burst", limit: 3, window_ms: 60_000 }],
     });
+    await awayFromWindowEnd(60_000); // all four calls in one minute window
     const codes: VerifyCode[] = [];
     for (let i = 0; i < 3; i++) codes.push((await lk.verify({ token: secret })).code);
     expect(codes).toEqual([VerifyCode.VALID, VerifyCode.VALID, VerifyCode.VALID]);
