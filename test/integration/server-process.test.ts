@@ -170,6 +170,11 @@ async function startServerOnce(env: Record<string, string>, detached: boolean) {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  // latchkey prints its "listening" line a few statements before it installs its SIGTERM and
+  // SIGINT handlers (src/main.ts); a test that signals it the moment the line shows can, on a
+  // loaded machine, kill it by the default action (exit by SIGTERM, not 0). One answered
+  // request means its event loop has run since, so the handlers are in place.
+  await waitForStatus(`http://${httpAddr}/healthz`, 200, 20_000);
   return { ...proc, grpcAddr, httpAddr };
 }
 
