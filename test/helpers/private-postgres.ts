@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chown, mkdtemp, readdir, rm } from "node:fs/promises";
+import { chown, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -56,16 +56,28 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres | string> 
   const data = join(dir, "data");
   const as = (cmd: string, args: string[]) =>
     isRoot ? run("runuser", ["-u", "postgres", "--", cmd, ...args]) : run(cmd, args);
-  const port = await freePort();
   await as(join(bin, "initdb"), ["-D", data, "-U", "root", "--auth=trust", "--no-sync"]);
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
+  let port = 0;
   const start = async (): Promise<void> => {
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
     await as(join(bin, "pg_ctl"), ["-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"]);
   };
   const stop = async (): Promise<void> => {
     await as(join(bin, "pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]).catch(() => {});
   };
-  await start();
+  // The port is found free right before the first start (not before initdb, seconds earlier);
+  // should another process take it in between, Postgres cannot bind it and the first start is
+  // retried on a fresh one. Restarts reuse it: clients know the server by it.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    try {
+      await start();
+      break;
+    } catch (err) {
+      const log = await readFile(join(dir, "log"), "utf8").catch(() => "");
+      if (attempt >= 3 || !log.includes("Address already in use")) throw err;
+    }
+  }
   return {
     url: `postgres://root@127.0.0.1:${port}/postgres`,
     port,

@@ -96,12 +96,39 @@ async function spawnRedis(
   process.once("exit", killOnExit);
   child.once("exit", () => process.removeListener("exit", killOnExit));
   const died = new Promise<never>((_, reject) => {
-    child.once("exit", (code) => reject(new Error(`redis-server exited early (code ${code})`)));
+    child.once("exit", (code) => reject(new RedisExitedEarly(port, code)));
     child.once("error", reject);
   });
   died.catch(() => {});
   await Promise.race([waitForPing(port, 5_000), died]);
   return child;
+}
+
+class RedisExitedEarly extends Error {
+  constructor(port: number, code: number | null) {
+    super(`redis-server on port ${port} exited early (code ${code})`);
+  }
+}
+
+/**
+ * spawnRedis on a port found free. Between finding it and redis-server binding it, another
+ * process (another test file, or any outgoing connection, which takes its local port from the
+ * same range) can take it; redis-server then exits at once, and the start is retried on a
+ * fresh port (`args` is asked again for the new one).
+ */
+async function spawnRedisOnFreePort(
+  binary: string,
+  args: (port: number) => Promise<readonly string[]> | readonly string[] = () => [],
+  configFile?: string,
+): Promise<{ child: ChildProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { child: await spawnRedis(binary, port, await args(port), configFile), port };
+    } catch (err) {
+      if (!(err instanceof RedisExitedEarly) || attempt >= 3) throw err;
+    }
+  }
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
@@ -127,8 +154,7 @@ export async function redisForTests(): Promise<TestRedis | undefined> {
     console.log("redis-server not found and REDIS_URL unset: skipping Redis tests");
     return undefined;
   }
-  const port = await freePort();
-  const child = await spawnRedis(binary, port);
+  const { child, port } = await spawnRedisOnFreePort(binary);
   return { url: `redis://127.0.0.1:${port}`, prefix, stop: () => stopChild(child) };
 }
 
@@ -140,8 +166,9 @@ export async function redisForTests(): Promise<TestRedis | undefined> {
 export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
   const binary = findRedisServer();
   if (binary === undefined) throw new Error("redis-server is not on PATH");
-  const port = await freePort();
-  let child: ChildProcess | undefined = await spawnRedis(binary, port);
+  const first = await spawnRedisOnFreePort(binary);
+  const port = first.port;
+  let child: ChildProcess | undefined = first.child;
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -208,23 +235,20 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisSet | und
   const ports: number[] = [];
   try {
     for (let i = 0; i < masters; i++) {
-      const port = await freePort();
-      const bus = await freePort();
+      const { child, port } = await spawnRedisOnFreePort(binary, async (p) => [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        join(dir, `nodes-${p}.conf`),
+        "--cluster-port",
+        String(await freePort()),
+        "--cluster-node-timeout",
+        "2000",
+        "--dir",
+        dir,
+      ]);
       ports.push(port);
-      children.push(
-        await spawnRedis(binary, port, [
-          "--cluster-enabled",
-          "yes",
-          "--cluster-config-file",
-          join(dir, `nodes-${port}.conf`),
-          "--cluster-port",
-          String(bus),
-          "--cluster-node-timeout",
-          "2000",
-          "--dir",
-          dir,
-        ]),
-      );
+      children.push(child);
     }
     await promisify(execFile)(cli, [
       "--cluster",
@@ -271,24 +295,28 @@ export async function startRedisSentinel(
   const dir = await mkdtemp(join(tmpdir(), "latchkey-redis-sentinel-"));
   const children: ChildProcess[] = [];
   try {
-    const port = await freePort();
     const auth =
       password === undefined ? [] : ["--requirepass", password, "--masterauth", password];
-    children.push(await spawnRedis(binary, port, auth));
+    const master = await spawnRedisOnFreePort(binary, () => auth);
+    children.push(master.child);
+    const port = master.port;
     const ports = [port];
     if (replica) {
-      const replicaPort = await freePort();
+      const r = await spawnRedisOnFreePort(binary, () => [
+        ...auth,
+        "--replicaof",
+        "127.0.0.1",
+        String(port),
+      ]);
+      const replicaPort = r.port;
       ports.push(replicaPort);
-      children.push(
-        await spawnRedis(binary, replicaPort, [...auth, "--replicaof", "127.0.0.1", String(port)]),
-      );
+      children.push(r.child);
       await untilReply(
         replicaPort,
         async (r) => (await r.info("replication")).includes("master_link_status:up"),
         password,
       );
     }
-    const sentinelPort = await freePort();
     const conf = join(dir, "sentinel.conf");
     // Sentinel rewrites its configuration file, so it must be a writable file of its own.
     await writeFile(
@@ -303,7 +331,9 @@ export async function startRedisSentinel(
         "",
       ].join("\n"),
     );
-    children.push(await spawnRedis(binary, sentinelPort, ["--sentinel"], conf));
+    const sentinel = await spawnRedisOnFreePort(binary, () => ["--sentinel"], conf);
+    const sentinelPort = sentinel.port;
+    children.push(sentinel.child);
     await untilReply(sentinelPort, async (r) => {
       const addr = await r.call("SENTINEL", "get-master-addr-by-name", "mymaster");
       const replicas = await r.call("SENTINEL", "replicas", "mymaster");

@@ -1,10 +1,15 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { mint } from "../../src/domain/mint.js";
 import { TokenType } from "../../src/gen/latchkey/v1/token_pb.js";
 import { createTokenRepo } from "../../src/store/token-repo.js";
 import { ORG_A, PREFIX } from "../helpers/admin-harness.js";
 import { useCliHarness } from "../helpers/cli-harness.js";
+
+// The tests here start the CLI (a fresh node process), many of them several times in a row:
+// twice as slow under load as on a quiet machine (cli-output's slowest test took 10.7 s with
+// two CPU hogs on 2 cores). Nothing is timed; they get 90 s instead of the default 30 s.
+vi.setConfig({ testTimeout: 90_000 });
 
 const t = useCliHarness({ server: true, bootstrap: true });
 const cli = t.cli;

@@ -57,5 +57,7 @@ describe.skipIf(!hasJq)("the README's CLI walk-through", () => {
     expect(out).toMatch(/^valid: VALID \(tok_/m);
     expect(out).toMatch(/^would revoke \d+ token\(s\)$/m);
     expect(out).toMatch(/^\d+$/m);
-  });
+    // Fourteen `npx latchkey` runs, each starting npm and node: ~25 s on a loaded 2-core
+    // machine, past the default 30 s test timeout now and then.
+  }, 120_000);
 });

@@ -1,7 +1,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { useCliHarness } from "../helpers/cli-harness.js";
+
+// The tests here start the CLI (a fresh node process), many of them several times in a row:
+// twice as slow under load as on a quiet machine (cli-output's slowest test took 10.7 s with
+// two CPU hogs on 2 cores). Nothing is timed; they get 90 s instead of the default 30 s.
+vi.setConfig({ testTimeout: 90_000 });
 
 const t = useCliHarness({ server: false, bootstrap: false });
 const cli = t.cli;

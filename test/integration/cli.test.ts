@@ -1,9 +1,14 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type AdminHarness, startAdminHarness } from "../helpers/admin-harness.js";
 import { type CliResult, runCli } from "../helpers/cli-runner.js";
+
+// The tests here start the CLI (a fresh node process), many of them several times in a row:
+// twice as slow under load as on a quiet machine (cli-output's slowest test took 10.7 s with
+// two CPU hogs on 2 cores). Nothing is timed; they get 90 s instead of the default 30 s.
+vi.setConfig({ testTimeout: 90_000 });
 
 let h: AdminHarness;
 let home: string;

@@ -8,6 +8,7 @@ import {
 } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { failure, unaryClient } from "../helpers/admin-client.js";
 import { createTestDatabase } from "../helpers/postgres.js";
+import { awayFromWindowEnd } from "../helpers/rate-window.js";
 import {
   insertToken,
   startVerifyInstance,
@@ -207,6 +208,7 @@ describe("ext_authz Check: 429", () => {
     const t = await insertToken(db.sql, {
       rateLimits: [{ name: "burst", limit: 1, window_ms: 60_000 }],
     });
+    await awayFromWindowEnd(60_000); // both calls in one minute window
     expect((await check(attributes({ token: t.secret }))).status?.code).toBe(0);
     const d = denied(await check(attributes({ token: t.secret })));
     expect([d.rpcCode, d.status, d.body.code]).toEqual([8, 429, "RATE_LIMITED"]);

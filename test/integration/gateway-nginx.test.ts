@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import { connect as netConnect } from "node:net";
+import { type AddressInfo, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import { createVerifier } from "../../src/services/verify/verifier.js";
 import { freePort } from "../../src/store/embedded.js";
 import { type LatchkeyServer, PREFIX, startLatchkeyServer } from "../helpers/latchkey-server.js";
 import { createTestDatabase } from "../helpers/postgres.js";
+import { awayFromWindowEnd } from "../helpers/rate-window.js";
 import { insertToken } from "../helpers/seed.js";
 
 /**
@@ -47,8 +48,10 @@ function readmeConfig(latchkeyPort: number, upstreamPort: number, nginxPort: num
     .replace("listen 127.0.0.1:8000", `listen 127.0.0.1:${nginxPort}`);
 }
 
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+/** Resolves once `port` accepts connections (true), or once `exited()` says nginx died (false). */
+async function waitForPort(port: number, exited: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 800; i++) {
+    if (exited()) return false;
     const open = await new Promise<boolean>((resolve) => {
       const s = netConnect(port, "127.0.0.1");
       s.once("connect", () => {
@@ -57,7 +60,7 @@ async function waitForPort(port: number): Promise<void> {
       });
       s.once("error", () => resolve(false));
     });
-    if (open) return;
+    if (open) return true;
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`nothing listens on ${port}`);
@@ -73,10 +76,26 @@ beforeAll(async () => {
     res.setHeader("content-type", "text/plain");
     res.end("upstream ok\n");
   });
-  const upstreamPort = await freePort();
-  await new Promise<void>((r) => upstream.listen(upstreamPort, "127.0.0.1", r));
-  const nginxPort = await freePort();
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  const upstreamPort = (upstream.address() as AddressInfo).port;
   dir = mkdtempSync(join(tmpdir(), "latchkey-nginx-"));
+  // nginx listens on a port found free; should another process take it before nginx binds it,
+  // nginx exits, and it is started again on a fresh port.
+  for (let attempt = 1; ; attempt++) {
+    const nginxPort = await freePort();
+    if (await startNginx(upstreamPort, nginxPort)) {
+      base = `http://127.0.0.1:${nginxPort}`;
+      break;
+    }
+    const log = readFileSync(join(dir, "error.log"), "utf8");
+    if (attempt >= 3 || !log.includes("Address already in use")) {
+      throw new Error(`nginx did not start:\n${log}`);
+    }
+  }
+});
+
+/** Starts nginx with the README's config on `nginxPort`; false when it exited instead. */
+async function startNginx(upstreamPort: number, nginxPort: number): Promise<boolean> {
   const conf = `
 daemon off;
 master_process off;
@@ -94,12 +113,18 @@ ${readmeConfig(Number(new URL(latchkey.httpUrl).port), upstreamPort, nginxPort)}
 }
 `;
   writeFileSync(join(dir, "nginx.conf"), conf);
-  nginx = spawn("nginx", ["-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], {
-    stdio: "ignore",
+  const child = spawn(
+    "nginx",
+    ["-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")],
+    { stdio: "ignore" },
+  );
+  nginx = child;
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
   });
-  await waitForPort(nginxPort);
-  base = `http://127.0.0.1:${nginxPort}`;
-});
+  return waitForPort(nginxPort, () => exited);
+}
 
 afterAll(async () => {
   if (nginx !== undefined && nginx.exitCode === null) {
@@ -172,6 +197,7 @@ describe.skipIf(!nginxFound)("nginx auth_request in front of an upstream", () =>
       permissions: ["*"],
       rateLimits: [{ name: "burst", limit: 1, window_ms: 60_000 }],
     });
+    await awayFromWindowEnd(60_000); // both calls in one minute window
     expect((await get(t.secret)).status).toBe(200);
     const r = await get(t.secret);
     expect(r.status).toBe(429);

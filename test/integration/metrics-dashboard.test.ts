@@ -55,12 +55,17 @@ beforeAll(async () => {
   await verify.verifyToken({ token: secret ?? "" });
   await verify.verifyToken({ token: "not-a-token" });
   await verifier.flush();
-  // The readiness gauges are set by the first readiness check, which runs beside the first calls.
-  const deadline = Date.now() + 10_000;
+  // The readiness gauges are set by the first readiness check, which runs beside the first calls;
+  // the Redis connection comes up in the background too (the calls above do not wait for it).
+  const settled = (text: string): boolean =>
+    /^latchkey_postgres_up 1$/m.test(text) &&
+    (redis === undefined ||
+      /^latchkey_redis_connection_up\{connection="commands"\} 1$/m.test(text));
+  const deadline = Date.now() + 20_000;
   do {
     const res = await fetch(`http://127.0.0.1:${instance.httpPort}/metrics`);
     body = await res.text();
-    if (/^latchkey_postgres_up 1$/m.test(body)) break;
+    if (settled(body)) break;
     await new Promise((r) => setTimeout(r, 50));
   } while (Date.now() < deadline);
 });

@@ -64,7 +64,10 @@ async function sharedCacheAndRevocation(
   const master = node(masterPort);
   try {
     const keys = tokens.map((t) => `lks:tok:{${hashToken(t.secret).toString("hex")}}`);
-    const filled = await waitFor(async () => (await master.exists(...keys)) === keys.length, 5_000);
+    const filled = await waitFor(
+      async () => (await master.exists(...keys)) === keys.length,
+      10_000,
+    );
     expect(filled).toBeGreaterThanOrEqual(0);
   } finally {
     master.disconnect();
@@ -117,5 +120,7 @@ describe("latchkey behind Redis Sentinel", () => {
     console.log(
       `sentinel: revocation A→B after ${took} ms; replica promoted ${promoted} ms after the master stopped; latchkey on the promoted master ${back} ms after the Sentinel named it`,
     );
-  });
+    // The waits above allow up to ~65 s in all (failover and reconnection 20 s each) on a
+    // loaded machine; the default 30 s test timeout would cut them short.
+  }, 90_000);
 });

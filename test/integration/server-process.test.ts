@@ -126,8 +126,24 @@ function spawnServer(
   };
 }
 
-/** Starts latchkey on two free ports and waits for its "listening" line. */
+/**
+ * Starts latchkey on two free ports and waits for its "listening" line. A port found free can be
+ * taken by another test file's process before latchkey binds it; latchkey then exits before it
+ * touches the database, and the start is retried on fresh ports.
+ */
 async function startServer(env: Record<string, string>, detached = false): Promise<ServerProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce(env, detached);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt >= 3) throw err;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startServerOnce(env: Record<string, string>, detached: boolean) {
   const grpcAddr = `127.0.0.1:${await freePort()}`;
   const httpAddr = `127.0.0.1:${await freePort()}`;
   const proc = spawnServer(
@@ -146,12 +162,19 @@ async function startServer(env: Record<string, string>, detached = false): Promi
   while (!proc.stderr().includes("gRPC listening on")) {
     if (exit !== undefined || Date.now() > deadline) {
       proc.child.kill("SIGKILL");
-      throw new Error(
-        `latchkey did not start (${exit === undefined ? "timed out" : `exit ${exit.code}`}):\n${proc.output()}`,
+      const message = `latchkey did not start (${exit === undefined ? "timed out" : `exit ${exit.code}`}):\n${proc.output()}`;
+      const taken = [grpcAddr, httpAddr].some((a) =>
+        proc.stderr().includes(`${a} is already in use`),
       );
+      throw exit !== undefined && taken ? new PortTaken(message) : new Error(message);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  // latchkey prints its "listening" line a few statements before it installs its SIGTERM and
+  // SIGINT handlers (src/main.ts); a test that signals it the moment the line shows can, on a
+  // loaded machine, kill it by the default action (exit by SIGTERM, not 0). One answered
+  // request means its event loop has run since, so the handlers are in place.
+  await waitForStatus(`http://${httpAddr}/healthz`, 200, 20_000);
   return { ...proc, grpcAddr, httpAddr };
 }
 

@@ -71,12 +71,19 @@ describe("token_events", () => {
     const held = new Promise<void>((r) => {
       release = r;
     });
+    let updated: () => void = () => {};
+    const inside = new Promise<void>((r) => {
+      updated = r;
+    });
     const slow = db.sql.begin(async (tx) => {
       await tx`SELECT pg_current_xact_id()`;
       await tx`UPDATE tokens SET revoke_time = now() WHERE id = ${t.id}`;
+      updated();
       await held;
     });
-    await new Promise((r) => setTimeout(r, 50));
+    // The second revocation only once the first holds its txid and its row (not after a fixed
+    // sleep, which a loaded machine can outrun: the order under test would then be reversed).
+    await Promise.race([inside, slow]);
     await db.sql`UPDATE tokens SET revoke_time = now() WHERE id = ${u.id}`;
     expect(await readEvents(db.sql, before, { limit: 10 })).toEqual([]);
     release();

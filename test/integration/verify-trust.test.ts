@@ -87,10 +87,14 @@ describe.skipIf(process.env.LATCHKEY_SKIP_REDIS === "1")("a forged record in Red
       const real = await insertToken(sql, { permissions: ["*", PLATFORM_ADMIN] });
       const real1 = await server.admin(real.secret).listTokens({});
       expect(real1.tokens.length).toBeGreaterThan(0);
-      // Redis is up and the signing key has been read: a real token's record is in Redis.
+      // Redis is up and the signing key has been read: a real token's record is in Redis. (A
+      // fill made before the connection is up is skipped, so the verification waits for it.)
+      const up = async () =>
+        (await verifier.redisHealthy()) && verifier.stats().redisSubscribed === true;
+      expect(await waitFor(up, 10_000)).not.toBe(-1);
       await server.verify().verifyToken({ token: real.secret });
       const realKey = `${redis.prefix}tok:{${hashToken(real.secret).toString("hex")}}`;
-      expect(await waitFor(async () => (await client.exists(realKey)) === 1, 3_000)).not.toBe(-1);
+      expect(await waitFor(async () => (await client.exists(realKey)) === 1, 10_000)).not.toBe(-1);
 
       const attacker = await serverKey(sql, "not_the_cache_key"); // any other 32 bytes
       const genuine = (await client.get(realKey)) ?? "";
