@@ -253,22 +253,6 @@ async function serve(
     registry: instance.metrics.registry,
   });
 
-  const scheme =
-    config.tls === undefined
-      ? ""
-      : config.tls.clientCa === undefined
-        ? " (TLS)"
-        : ` (mTLS: client certificates for ${config.tls.clientAuth === "all" ? "every call" : "TokenAdminService"})`;
-  const grpcAt = formatHostPort({ host: config.grpcListen.host, port: grpcPort });
-  const httpAt = formatHostPort({ host: config.httpListen.host, port: httpPort });
-  if (cluster.isWorker) {
-    log.info({ grpc: grpcAt, http: httpAt }, "worker listening");
-  } else {
-    process.stderr.write(
-      `latchkey: gRPC listening on ${grpcAt}${scheme}; HTTP (Connect, gRPC-Web, /healthz, /readyz, /metrics) on ${httpAt}${scheme}\n`,
-    );
-  }
-
   let stopping = false;
   const exit = (code: number): void => {
     // The last lines reach stderr before the process goes.
@@ -298,8 +282,25 @@ async function serve(
     log.info("stopped");
     exit(0);
   };
+  // Installed before the listening line: whoever waits for that line may signal at once.
   process.once("SIGTERM", () => void stop("SIGTERM"));
   process.once("SIGINT", () => void stop("SIGINT"));
+
+  const scheme =
+    config.tls === undefined
+      ? ""
+      : config.tls.clientCa === undefined
+        ? " (TLS)"
+        : ` (mTLS: client certificates for ${config.tls.clientAuth === "all" ? "every call" : "TokenAdminService"})`;
+  const grpcAt = formatHostPort({ host: config.grpcListen.host, port: grpcPort });
+  const httpAt = formatHostPort({ host: config.httpListen.host, port: httpPort });
+  if (cluster.isWorker) {
+    log.info({ grpc: grpcAt, http: httpAt }, "worker listening");
+  } else {
+    process.stderr.write(
+      `latchkey: gRPC listening on ${grpcAt}${scheme}; HTTP (Connect, gRPC-Web, /healthz, /readyz, /metrics) on ${httpAt}${scheme}\n`,
+    );
+  }
 }
 
 /** A start-up failure as one line an operator can act on (no stack; details at debug level). */
