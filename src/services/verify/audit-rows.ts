@@ -73,7 +73,10 @@ export function createAuditRows(
         // Only a found token names the org: an unauthenticated caller must not be able to
         // write rows into another org's audit trail.
         orgId: record === undefined ? "" : record.orgId,
-        actorId: record === undefined ? "" : record.id,
+        // A verified token is the subject of its row (token_id), not its actor: the caller is
+        // a gateway. Only a token that tried to act (an admin call refused) is the actor. So
+        // verification rows stay out of the actor index, as docs/storage.md plans it.
+        actorId: record === undefined || !admin ? "" : record.id,
         action: admin ? "auth.denied" : "token.verify",
         tokenId: record === undefined ? "" : record.id,
         decision: code === VerifyCode.VALID ? AuditDecision.ALLOW : AuditDecision.DENY,
