@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { grpcFrame } from "../../test/helpers/h2.js";
 import type { LoadJob, LoadResult } from "../load-worker.js";
 import { CORES, HAVE_H2LOAD, LOAD_CPU, PINNED, WARMUP_SECONDS } from "./env.js";
 
@@ -37,13 +38,6 @@ export interface LoadOutcome {
 const work = mkdtempSync(join(tmpdir(), "latchkey-bench-load-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 let files = 0;
-
-function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
 
 /**
  * Drives one RPC with h2load pinned to the load core (Debian nghttp2-client), or, without

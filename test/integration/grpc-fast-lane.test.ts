@@ -13,6 +13,7 @@ import { PLATFORM_ADMIN } from "../../src/services/auth.js";
 import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
 import { createVerifier } from "../../src/services/verify/verifier.js";
 import { decodeGrpcErrorDetails } from "../../src/transport/error-mapper.js";
+import { grpcFrame, h2request } from "../helpers/h2.js";
 import { type LatchkeyServer, PREFIX, startLatchkeyServer } from "../helpers/latchkey-server.js";
 import { createTestDatabase } from "../helpers/postgres.js";
 import { insertToken } from "../helpers/seed.js";
@@ -41,11 +42,7 @@ interface Answer {
 }
 
 function frame(message: Uint8Array, compressed = false): Buffer {
-  const out = Buffer.alloc(5 + message.length);
-  out[0] = compressed ? 1 : 0;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
+  return grpcFrame(message, compressed ? 1 : 0);
 }
 
 function bytes<S extends DescMessage>(schema: S, init: MessageInitShape<S>): Uint8Array {
@@ -61,31 +58,13 @@ async function call(
 ): Promise<Answer> {
   const session = http2.connect(`http://${server.grpcAddress}`);
   try {
-    return await new Promise<Answer>((resolve, reject) => {
-      const req = session.request({
-        ":method": "POST",
-        ":path": path,
-        "content-type": "application/grpc",
-        te: "trailers",
-        ...headers,
-      });
-      let response: Record<string, unknown> = {};
-      let trailers: Record<string, unknown> = {};
-      const chunks: Buffer[] = [];
-      req.on("response", (h) => {
-        response = { ...h };
-        delete response.date;
-      });
-      req.on("trailers", (t) => {
-        trailers = { ...t };
-      });
-      req.on("data", (d: Buffer) => chunks.push(d));
-      req.on("end", () =>
-        resolve({ headers: response, body: Buffer.concat(chunks).toString("hex"), trailers }),
-      );
-      req.on("error", reject);
-      req.end(body);
-    });
+    const res = await h2request(
+      session,
+      { ":path": path, "content-type": "application/grpc", te: "trailers", ...headers },
+      body,
+    );
+    const { date: _date, ...rest } = res.headers;
+    return { headers: rest, body: res.body.toString("hex"), trailers: { ...res.trailers } };
   } finally {
     session.close();
   }

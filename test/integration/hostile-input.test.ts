@@ -22,6 +22,7 @@ import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
 import { createVerifier } from "../../src/services/verify/verifier.js";
 import { decodeGrpcErrorDetails } from "../../src/transport/error-mapper.js";
 import { createLogger } from "../../src/transport/logger.js";
+import { grpcFrame, h2request } from "../helpers/h2.js";
 import { PREFIX } from "../helpers/latchkey-server.js";
 import { createTestDatabase } from "../helpers/postgres.js";
 
@@ -174,12 +175,6 @@ function badJsonCandidate(desc: DescMessage, next: () => number): Uint8Array {
   return Buffer.from(JSON.stringify({ [first?.jsonName ?? "x"]: { nested: [true] } }));
 }
 
-function envelope(payload: Uint8Array): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(payload.byteLength, 1);
-  return Buffer.concat([head, payload]);
-}
-
 interface Answer {
   /** gRPC status code, or the Connect code mapped to its number. */
   readonly code: number;
@@ -206,34 +201,6 @@ function connectAnswer(json: unknown, raw: string): Answer {
       detail === undefined ? undefined : fromBinary(ErrorInfoSchema, base64Decode(detail.value)),
     raw,
   };
-}
-
-/** One HTTP/2 request; resolves with headers, trailers and body. */
-function h2request(
-  session: http2.ClientHttp2Session,
-  headers: http2.OutgoingHttpHeaders,
-  body: Uint8Array,
-): Promise<{
-  headers: http2.IncomingHttpHeaders;
-  trailers: http2.IncomingHttpHeaders;
-  body: Buffer;
-}> {
-  return new Promise((resolve, reject) => {
-    const req = session.request({ ":method": "POST", ...headers });
-    let head: http2.IncomingHttpHeaders = {};
-    let trailers: http2.IncomingHttpHeaders = {};
-    const chunks: Buffer[] = [];
-    req.on("response", (h) => {
-      head = h;
-    });
-    req.on("trailers", (t) => {
-      trailers = t;
-    });
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => resolve({ headers: head, trailers, body: Buffer.concat(chunks) }));
-    req.on("error", reject);
-    req.end(body);
-  });
 }
 
 function grpcAnswer(res: Awaited<ReturnType<typeof h2request>>): Answer {
@@ -330,7 +297,7 @@ async function send(
     const res = await h2request(
       session,
       { ":path": path, "content-type": "application/grpc", te: "trailers", ...auth },
-      envelope(payload),
+      grpcFrame(payload),
     );
     return grpcAnswer(res);
   }
@@ -343,7 +310,7 @@ async function send(
         "connect-protocol-version": "1",
         ...auth,
       },
-      streaming ? envelope(payload) : payload,
+      streaming ? grpcFrame(payload) : payload,
     );
     if (streaming) return connectStreamAnswer(res.body);
     const text = res.body.toString("utf8");
@@ -356,7 +323,7 @@ async function send(
       "connect-protocol-version": "1",
       ...auth,
     },
-    body: streaming ? envelope(payload) : payload,
+    body: streaming ? grpcFrame(payload) : payload,
   });
   const body = Buffer.from(await res.arrayBuffer());
   if (streaming) return connectStreamAnswer(body);
