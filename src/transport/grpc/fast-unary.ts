@@ -34,7 +34,7 @@ export interface FastUnary {
   readonly rpc: UnaryRpc;
   /** The request bytes (unframed) as the adapter takes them; never throws (MALFORMED instead). */
   readonly decode: (bytes: Buffer) => IncomingRequest;
-  /** The response message's bytes; may return the same Buffer for the same frozen message. */
+  /** The response message's bytes (frames of frozen messages are cached by the lane). */
   readonly encode: (message: Message) => Buffer;
 }
 

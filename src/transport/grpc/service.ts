@@ -203,7 +203,9 @@ export function bindGrpcService(
         path: def.path,
         rpc,
         decode: def.requestDeserialize,
-        encode: def.responseSerialize,
+        // The lane keeps the whole frame of a frozen response itself: a plain encode here, so
+        // the bytes are not cached a second time.
+        encode: (message) => bytesToBuffer(toBinary(rpc.desc.output, message)),
       });
     } else implementation[rpc.desc.name] = streamingImplementation(rpc);
   }
