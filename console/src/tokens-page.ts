@@ -191,16 +191,25 @@ export function tokensPage(admin: Admin, caller: Caller): HTMLElement {
     );
   };
 
+  // A load started later wins: a slower, older answer (a refresh after an action racing a
+  // new filter) must not overwrite the newer one. The results say they are busy meanwhile.
+  let loading = 0;
   const load = async (): Promise<void> => {
+    const mine = ++loading;
+    results.setAttribute("aria-busy", "true");
     try {
       const res = await admin.listTokens({ ...filter, pageSize: 25, pageToken: pager.current });
+      if (mine !== loading) return;
       tokens = res.tokens;
       for (const id of [...selected]) if (!tokens.some((t) => t.id === id)) selected.delete(id);
       pager.loaded(res.nextPageToken);
       renderTable();
       renderBulk();
     } catch (err) {
+      if (mine !== loading) return;
       replace(results, problemView(problemOf(err)));
+    } finally {
+      if (mine === loading) results.removeAttribute("aria-busy");
     }
   };
 
