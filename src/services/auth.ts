@@ -151,6 +151,11 @@ export async function verifyCaller(
     permission,
     "admin",
   );
+  return callerFrom(record, context);
+}
+
+/** The caller a verified bearer token makes of a call. */
+export function callerFrom(record: TokenRecord, context: CallContext): Caller {
   return {
     tokenId: record.id,
     orgId: record.orgId,

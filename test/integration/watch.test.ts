@@ -206,6 +206,58 @@ describe("WatchRevocations scope and refusals", () => {
     );
   });
 
+  it("ends when the watcher's own token is revoked: its revocation first, then UNAUTHENTICATED", async () => {
+    const own = await insertToken(db.sql, { orgId: "org-w", permissions: ["tokens:watch"] });
+    const sentinel = await insertToken(db.sql, { orgId: "org-w" });
+    const s = watch(one.server.grpcAddress, own.secret, await headCursor(db.sql));
+    await revoke(sentinel.id, "the stream is open");
+    expect((await s.next()).tokenId).toBe(sentinel.id); // opened while its token was valid
+    await revoke(own.id, "watcher leaked");
+    const last = await s.next();
+    expect([last.tokenId, last.reason]).toEqual([own.id, "watcher leaked"]);
+    const f = failureOf(await s.next().catch((e: unknown) => e));
+    expect([f.code, f.reason]).toEqual([grpc.status.UNAUTHENTICATED, "TOKEN_REVOKED"]);
+    s.kill();
+  });
+
+  it("ends when the watcher's token expires, or loses tokens:watch", async () => {
+    const expiring = await insertToken(db.sql, {
+      orgId: "org-w",
+      permissions: ["tokens:watch"],
+      expireTime: new Date(Date.now() + 2_000),
+    });
+    const s = watch(one.server.grpcAddress, expiring.secret);
+    const f = failureOf(await s.next().catch((e: unknown) => e));
+    expect([f.code, f.reason]).toEqual([grpc.status.UNAUTHENTICATED, "TOKEN_EXPIRED"]);
+    s.kill();
+
+    const narrowed = await insertToken(db.sql, { orgId: "org-w", permissions: ["tokens:watch"] });
+    const sentinel = await insertToken(db.sql, { orgId: "org-w" });
+    const n = watch(one.server.grpcAddress, narrowed.secret, await headCursor(db.sql));
+    await revoke(sentinel.id, "the stream is open");
+    expect((await n.next()).tokenId).toBe(sentinel.id);
+    await db.sql`UPDATE tokens SET permissions = '{tokens:read}' WHERE id = ${narrowed.id}`;
+    const g = failureOf(await n.next().catch((e: unknown) => e));
+    expect([g.code, g.metadata.permission]).toEqual([
+      grpc.status.PERMISSION_DENIED,
+      "tokens:watch",
+    ]);
+    n.kill();
+  });
+
+  it("a use-limited watcher spends one use on opening and is not refused for it", async () => {
+    const once = await insertToken(db.sql, {
+      orgId: "org-w",
+      permissions: ["tokens:watch"],
+      maxUses: 1,
+    });
+    const t = await insertToken(db.sql, { orgId: "org-w" });
+    const s = watch(one.server.grpcAddress, once.secret, await headCursor(db.sql));
+    await revoke(t.id, "after the one use");
+    expect((await s.next()).tokenId).toBe(t.id);
+    s.kill();
+  });
+
   it("a bad cursor is INVALID_ARGUMENT naming cursor", async () => {
     for (const cursor of ["not-a-cursor", "99999999999.1"]) {
       const s = watch(one.server.grpcAddress, watcher, cursor);

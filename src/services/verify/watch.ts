@@ -1,14 +1,18 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TOKENS_WATCH } from "../../domain/permissions.js";
+import { type CompiledRecord, compileRecord } from "../../domain/token-record.js";
+import { decide } from "../../domain/verify-decision.js";
 import { invalidArgument, unavailable } from "../../errors.js";
-import type {
-  TokenVerifyService,
-  WatchRevocationsResponseSchema,
+import {
+  type TokenVerifyService,
+  VerifyCode,
+  type WatchRevocationsResponseSchema,
 } from "../../gen/latchkey/v1/token_verify_service_pb.js";
 import type { Sql } from "../../store/db.js";
 import { headCursor, isCursor, readEvents, type TokenEvent } from "../../store/token-events.js";
-import { verifyCaller } from "../auth.js";
+import { loadTokenByHash } from "../../store/verify-repo.js";
+import { bearerToken, callerFrom, denial, verifyPresented } from "../auth.js";
 import type { ServiceHandlers } from "../context.js";
 import type { Verifier } from "./types.js";
 
@@ -70,6 +74,37 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
+ * The watcher's own token, held for the life of its stream: the stream ends with the error
+ * an admin call would get the moment the token would no longer be accepted (revoked,
+ * expired, a rotation's grace over, `tokens:watch` or the peer's address no longer allowed).
+ * Opening the stream was its one use: a use-limited watcher is not refused for the use it
+ * spent on opening.
+ */
+class WatcherToken {
+  constructor(
+    private record: CompiledRecord,
+    private readonly clientIp: string,
+  ) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  /** Throws the admin error when the held token would be refused now. */
+  check(nowMs: number): void {
+    const demand = { requiredPermissions: [TOKENS_WATCH], clientIp: this.clientIp, orgId: "" };
+    const code = decide(this.record, demand, nowMs, 0);
+    if (code !== VerifyCode.VALID) throw denial(code, TOKENS_WATCH, undefined);
+  }
+
+  /** Takes the token as it is now stored (after an event about it); gone reads as NOT_FOUND. */
+  replace(stored: CompiledRecord | undefined): void {
+    if (stored === undefined) throw denial(VerifyCode.NOT_FOUND, TOKENS_WATCH, undefined);
+    this.record = stored;
+  }
+}
+
+/**
  * WatchRevocations: streams revocations, rotation cut-overs and shortened expiries of the
  * caller's org (every org for a platform caller) from the durable `token_events` log, polled
  * every `pollMs`. The caller's bearer token needs `tokens:watch`. Each event carries its log
@@ -87,9 +122,17 @@ export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevoca
       throw unavailable("token event log", err);
     }
   };
+  /** The watcher's token changed (its event was just streamed): judge it as stored now. */
+  const reread = async (own: WatcherToken, e: TokenEvent): Promise<void> => {
+    const stored = await storage(loadTokenByHash(sql, e.secretHash, Date.now()));
+    own.replace(stored === undefined ? undefined : compileRecord(stored));
+    own.check(Date.now());
+  };
   return {
     async *watchRevocations(req, ctx) {
-      const caller = await verifyCaller(verifier, ctx, TOKENS_WATCH);
+      const record = await verifyPresented(verifier, ctx, bearerToken(ctx), TOKENS_WATCH, "admin");
+      const caller = callerFrom(record, ctx);
+      const own = new WatcherToken(compileRecord(record), ctx.peerAddress);
       if (req.cursor !== "" && !isCursor(req.cursor)) {
         throw invalidArgument([
           { field: "cursor", description: "must be a cursor from an earlier RevocationEvent" },
@@ -104,10 +147,12 @@ export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevoca
       let cursor = req.cursor === "" ? head : req.cursor;
       const orgId = caller.isPlatform ? undefined : caller.orgId;
       while (!ctx.signal.aborted) {
+        own.check(Date.now());
         const events = await storage(readEvents(sql, cursor, { orgId, limit: PAGE }));
         for (const e of events) {
           cursor = e.cursor;
           if (STREAMED.has(e.kind)) yield message(e);
+          if (e.tokenId === own.id) await reread(own, e);
         }
         if (events.length < PAGE) await pause(pollMs, ctx.signal);
       }

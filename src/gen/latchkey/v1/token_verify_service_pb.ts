@@ -355,7 +355,8 @@ export const ReleaseSlotResponseSchema: GenMessage<ReleaseSlotResponse> = /*@__P
 
 /**
  * WatchRevocationsRequest opens a stream of revocations. The caller authenticates with
- * `authorization: Bearer <token>` and sees only its own org.
+ * `authorization: Bearer <token>` and sees only its own org. The stream ends with the admin
+ * error of its token (UNAUTHENTICATED, PERMISSION_DENIED) once that token would be refused.
  *
  * @generated from message latchkey.v1.WatchRevocationsRequest
  */
