@@ -227,6 +227,7 @@ async function serve(
       gateway: { trustedProxies: config.trustedProxies, tokenHeader: config.gatewayTokenHeader },
 
       verifyAuth: config.verifyAuth,
+      grpcFastUnary: config.grpcFastUnary,
     });
     if (!cluster.isWorker) await bootstrap(config, url);
   } catch (err) {

@@ -55,6 +55,7 @@ export function buildConfig(env: Env): Config {
     headerTimeoutMs: duration("LATCHKEY_HEADER_TIMEOUT", 10_000, 100, 300_000),
     idleTimeoutMs: duration("LATCHKEY_IDLE_TIMEOUT", 300_000, 100, 86_400_000),
     maxConcurrentStreams: int("LATCHKEY_MAX_CONCURRENT_STREAMS", 1_000, 1, 100_000),
+    grpcFastUnary: oneOf("LATCHKEY_GRPC_FAST_UNARY", ["on", "off"] as const, "on") === "on",
   };
 
   // --- gateways (issue #9) ---

@@ -57,6 +57,8 @@ export interface Config {
   readonly idleTimeoutMs: number;
   /** Concurrent streams per HTTP/2 or gRPC connection. */
   readonly maxConcurrentStreams: number;
+  /** Unary calls on the gRPC listener take the lean lane (on) or grpc-js's own path (off). */
+  readonly grpcFastUnary: boolean;
 
   // --- gateways (issue #9) ---
   /** Peers whose x-forwarded-* / x-original-* headers are believed (canonical CIDRs). */

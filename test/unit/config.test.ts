@@ -24,6 +24,15 @@ describe("loadConfig defaults", () => {
     expect(c.dataDir.endsWith(".latchkey")).toBe(true);
     expect(c.auditMode).toBe("all");
     expect(c.workers).toBe(1);
+    expect(c.grpcFastUnary).toBe(true);
+  });
+
+  it("LATCHKEY_GRPC_FAST_UNARY=off hands unary gRPC calls back to grpc-js; other values are refused", () => {
+    expect(loadConfig({ LATCHKEY_GRPC_FAST_UNARY: "off" }).grpcFastUnary).toBe(false);
+    expect(loadConfig({ LATCHKEY_GRPC_FAST_UNARY: "on" }).grpcFastUnary).toBe(true);
+    expect(problemsOf({ LATCHKEY_GRPC_FAST_UNARY: "maybe" }).join("\n")).toContain(
+      "LATCHKEY_GRPC_FAST_UNARY=maybe",
+    );
   });
 
   it("does not bootstrap by default when DATABASE_URL is set", () => {
