@@ -21,6 +21,12 @@ export interface TokenEvent {
   readonly reason: string;
   /** tokens.version after the change. */
   readonly version: bigint;
+  /**
+   * Until when the token stays valid after the change: its revocation time, the end of a
+   * rotation's grace, its (new) expiry; null when it has no end, or the entry predates
+   * migration 0006.
+   */
+  readonly validUntil: Date | null;
   readonly secretHash: Buffer;
 }
 
@@ -52,6 +58,7 @@ interface EventRow {
   readonly reason: string;
   readonly version: string;
   readonly secret_hash: Buffer;
+  readonly valid_until: Date | null;
 }
 
 function toEvent(r: EventRow): TokenEvent {
@@ -64,6 +71,7 @@ function toEvent(r: EventRow): TokenEvent {
     reason: r.reason,
     version: BigInt(r.version),
     secretHash: r.secret_hash,
+    validUntil: r.valid_until,
   };
 }
 
@@ -93,7 +101,7 @@ export async function readEvents(
   const org = opts.orgId === undefined ? sql`` : sql`AND org_id = ${opts.orgId}`;
   const rows = await sql<EventRow[]>`
     SELECT txid::text AS txid, seq::text AS seq, time, token_id, org_id, kind, reason,
-           version::text AS version, secret_hash
+           version::text AS version, secret_hash, valid_until
     FROM token_events
     WHERE (txid, seq) > (${txid}::xid8, ${seq}::bigint)
       AND txid < pg_snapshot_xmin(pg_current_snapshot())
@@ -111,7 +119,7 @@ export async function readEvents(
 export async function latestEvents(sql: Sql, limit: number): Promise<TokenEvent[]> {
   const rows = await sql<EventRow[]>`
     SELECT txid::text AS txid, seq::text AS seq, time, token_id, org_id, kind, reason,
-           version::text AS version, secret_hash
+           version::text AS version, secret_hash, valid_until
     FROM token_events
     WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY txid DESC, seq DESC

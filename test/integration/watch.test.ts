@@ -1,10 +1,12 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type RevocationEvent,
+  RevocationKind,
   TokenVerifyService,
   WatchRevocationsRequestSchema,
   WatchRevocationsResponseSchema,
@@ -105,6 +107,11 @@ function watch(address: string, token: string | undefined, cursor = "") {
   };
 }
 
+/** A Timestamp as epoch milliseconds (undefined when unset). */
+function millis(t: Timestamp | undefined): number | undefined {
+  return t === undefined ? undefined : timestampMs(t);
+}
+
 async function revoke(id: string, reason: string): Promise<void> {
   await db.sql`UPDATE tokens SET revoke_time = now(), revoke_reason = ${reason} WHERE id = ${id}`;
 }
@@ -134,11 +141,16 @@ describe("WatchRevocations resumes from a cursor", () => {
 
       const second = watch(one.server.grpcAddress, watcher, e0.cursor);
       const got = await second.take(3);
-      expect(got.map((e) => [e.tokenId, e.reason])).toEqual([
-        [t1, "one"],
-        [t2, "two"],
-        [t3, "expiry shortened"],
+      expect(got.map((e) => [e.tokenId, e.reason, e.kind])).toEqual([
+        [t1, "one", RevocationKind.REVOKED],
+        [t2, "two", RevocationKind.REVOKED],
+        [t3, "expiry shortened", RevocationKind.EXPIRY_SHORTENED],
       ]);
+      const [stored1, stored3] = await db.sql<{ revoke_time: Date; expire_time: Date }[]>`
+        SELECT revoke_time, expire_time FROM tokens WHERE id IN (${t1 ?? ""}, ${t3 ?? ""})
+        ORDER BY id = ${t3 ?? ""}`;
+      expect(millis(got[0]?.validUntil)).toBe(stored1?.revoke_time.getTime());
+      expect(millis(got[2]?.validUntil)).toBe(stored3?.expire_time.getTime());
       // Nothing else was pending: the next event is the one made now.
       await revoke(t4 ?? "", "sentinel");
       expect((await second.next()).tokenId).toBe(t4);
@@ -255,6 +267,19 @@ describe("WatchRevocations scope and refusals", () => {
     const s = watch(one.server.grpcAddress, once.secret, await headCursor(db.sql));
     await revoke(t.id, "after the one use");
     expect((await s.next()).tokenId).toBe(t.id);
+    s.kill();
+  });
+
+  it("a rotation with grace is ROTATED, valid until the grace ends", async () => {
+    const old = await insertToken(db.sql, { orgId: "org-w" });
+    const successor = await insertToken(db.sql, { orgId: "org-w" });
+    const s = watch(one.server.grpcAddress, watcher, await headCursor(db.sql));
+    const [row] = await db.sql<{ expire_time: Date }[]>`
+      UPDATE tokens SET replaced_by = ${successor.id}, expire_time = now() + interval '1 day'
+      WHERE id = ${old.id} RETURNING expire_time`;
+    const e = await s.next();
+    expect([e.tokenId, e.kind, e.reason]).toEqual([old.id, RevocationKind.ROTATED, "rotated"]);
+    expect(millis(e.validUntil)).toBe(row?.expire_time.getTime());
     s.kill();
   });
 

@@ -5,6 +5,7 @@ import { type CompiledRecord, compileRecord } from "../../domain/token-record.js
 import { decide } from "../../domain/verify-decision.js";
 import { invalidArgument, unavailable } from "../../errors.js";
 import {
+  RevocationKind,
   type TokenVerifyService,
   VerifyCode,
   type WatchRevocationsResponseSchema,
@@ -29,8 +30,12 @@ export interface WatchDeps {
 /** Entries read per query; a stream catching up after a reconnect reads in pages of this. */
 const PAGE = 500;
 
-/** The kinds a watcher hears of: a token stopped being valid, or will stop sooner. */
-const STREAMED: ReadonlySet<string> = new Set(["revoked", "rotated", "expiry_shortened"]);
+/** The kinds a watcher hears of (a token stopped being valid, or will stop sooner), as sent. */
+const STREAMED: ReadonlyMap<string, RevocationKind> = new Map([
+  ["revoked", RevocationKind.REVOKED],
+  ["rotated", RevocationKind.ROTATED],
+  ["expiry_shortened", RevocationKind.EXPIRY_SHORTENED],
+]);
 
 function position(cursor: string): readonly [bigint, bigint] {
   const dot = cursor.indexOf(".");
@@ -44,7 +49,7 @@ function after(a: string, b: string): boolean {
   return at > bt || (at === bt && as > bs);
 }
 
-function message(e: TokenEvent): WatchMessage {
+function message(e: TokenEvent, kind: RevocationKind): WatchMessage {
   return {
     event: {
       tokenId: e.tokenId,
@@ -52,6 +57,8 @@ function message(e: TokenEvent): WatchMessage {
       reason: e.reason,
       time: timestampFromDate(e.time),
       cursor: e.cursor,
+      kind,
+      ...(e.validUntil === null ? {} : { validUntil: timestampFromDate(e.validUntil) }),
     },
   };
 }
@@ -151,7 +158,8 @@ export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevoca
         const events = await storage(readEvents(sql, cursor, { orgId, limit: PAGE }));
         for (const e of events) {
           cursor = e.cursor;
-          if (STREAMED.has(e.kind)) yield message(e);
+          const kind = STREAMED.get(e.kind);
+          if (kind !== undefined) yield message(e, kind);
           if (e.tokenId === own.id) await reread(own, e);
         }
         if (events.length < PAGE) await pause(pollMs, ctx.signal);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file latchkey/v1/token_verify_service.proto.
  */
 export const file_latchkey_v1_token_verify_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZsYXRjaGtleS92MS90b2tlbl92ZXJpZnlfc2VydmljZS5wcm90bxILbGF0Y2hrZXkudjEilgEKElZlcmlmeVRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIcChRyZXF1aXJlZF9wZXJtaXNzaW9ucxgCIAMoCRIRCgljbGllbnRfaXAYAyABKAkSDgoGb3JnX2lkGAQgASgJEg4KBm1ldGhvZBgFIAEoCRIMCgRwYXRoGAYgASgJEhIKCnJlcXVlc3RfaWQYByABKAki3QMKE1ZlcmlmeVRva2VuUmVzcG9uc2USDQoFdmFsaWQYASABKAgSJQoEY29kZRgCIAEoDjIXLmxhdGNoa2V5LnYxLlZlcmlmeUNvZGUSEAoIdG9rZW5faWQYAyABKAkSDAoEbmFtZRgEIAEoCRIkCgR0eXBlGAUgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg4KBm9yZ19pZBgGIAEoCRIPCgd0ZWFtX2lkGAcgASgJEhAKCG93bmVyX2lkGAggASgJEhMKC3Blcm1pc3Npb25zGAkgAygJEkAKCG1ldGFkYXRhGAogAygLMi4ubGF0Y2hrZXkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZS5NZXRhZGF0YUVudHJ5Ei8KC2V4cGlyZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCg5yZW1haW5pbmdfdXNlcxgMIAEoA0gAiAEBEi4KC3JldHJ5X2FmdGVyGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fcmVtYWluaW5nX3VzZXMiWwoSQWNxdWlyZVNsb3RSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg4KBmhvbGRlchgCIAEoCRImCgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imAEKE0FjcXVpcmVTbG90UmVzcG9uc2USEAoIYWNxdWlyZWQYASABKAgSEAoIbGVhc2VfaWQYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNsb3RzX2luX3VzZRgEIAEoBRIWCg5tYXhfY29uY3VycmVudBgFIAEoBSJMChBSZW5ld1Nsb3RSZXF1ZXN0EhAKCGxlYXNlX2lkGAEgASgJEiYKA3R0bBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJEChFSZW5ld1Nsb3RSZXNwb25zZRIvCgtleHBpcmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJgoSUmVsZWFzZVNsb3RSZXF1ZXN0EhAKCGxlYXNlX2lkGAEgASgJIhUKE1JlbGVhc2VTbG90UmVzcG9uc2UiKQoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSDgoGY3Vyc29yGAEgASgJIkcKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIrCgVldmVudBgBIAEoCzIcLmxhdGNoa2V5LnYxLlJldm9jYXRpb25FdmVudCJ9Cg9SZXZvY2F0aW9uRXZlbnQSEAoIdG9rZW5faWQYASABKAkSDgoGb3JnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZjdXJzb3IYBSABKAkqywIKClZlcmlmeUNvZGUSGwoXVkVSSUZZX0NPREVfVU5TUEVDSUZJRUQQABIVChFWRVJJRllfQ09ERV9WQUxJRBABEhkKFVZFUklGWV9DT0RFX01BTEZPUk1FRBACEhkKFVZFUklGWV9DT0RFX05PVF9GT1VORBADEhcKE1ZFUklGWV9DT0RFX0VYUElSRUQQBBIXChNWRVJJRllfQ09ERV9SRVZPS0VEEAUSHgoaVkVSSUZZX0NPREVfSVBfTk9UX0FMTE9XRUQQBhIZChVWRVJJRllfQ09ERV9XUk9OR19PUkcQBxIoCiRWRVJJRllfQ09ERV9JTlNVRkZJQ0lFTlRfUEVSTUlTU0lPTlMQCBIeChpWRVJJRllfQ09ERV9VU0FHRV9FWENFRURFRBAJEhwKGFZFUklGWV9DT0RFX1JBVEVfTElNSVRFRBAKMrkDChJUb2tlblZlcmlmeVNlcnZpY2USUAoLVmVyaWZ5VG9rZW4SHy5sYXRjaGtleS52MS5WZXJpZnlUb2tlblJlcXVlc3QaIC5sYXRjaGtleS52MS5WZXJpZnlUb2tlblJlc3BvbnNlElAKC0FjcXVpcmVTbG90Eh8ubGF0Y2hrZXkudjEuQWNxdWlyZVNsb3RSZXF1ZXN0GiAubGF0Y2hrZXkudjEuQWNxdWlyZVNsb3RSZXNwb25zZRJKCglSZW5ld1Nsb3QSHS5sYXRjaGtleS52MS5SZW5ld1Nsb3RSZXF1ZXN0Gh4ubGF0Y2hrZXkudjEuUmVuZXdTbG90UmVzcG9uc2USUAoLUmVsZWFzZVNsb3QSHy5sYXRjaGtleS52MS5SZWxlYXNlU2xvdFJlcXVlc3QaIC5sYXRjaGtleS52MS5SZWxlYXNlU2xvdFJlc3BvbnNlEmEKEFdhdGNoUmV2b2NhdGlvbnMSJC5sYXRjaGtleS52MS5XYXRjaFJldm9jYXRpb25zUmVxdWVzdBolLmxhdGNoa2V5LnYxLldhdGNoUmV2b2NhdGlvbnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_latchkey_v1_token]);
+  fileDesc("CiZsYXRjaGtleS92MS90b2tlbl92ZXJpZnlfc2VydmljZS5wcm90bxILbGF0Y2hrZXkudjEilgEKElZlcmlmeVRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIcChRyZXF1aXJlZF9wZXJtaXNzaW9ucxgCIAMoCRIRCgljbGllbnRfaXAYAyABKAkSDgoGb3JnX2lkGAQgASgJEg4KBm1ldGhvZBgFIAEoCRIMCgRwYXRoGAYgASgJEhIKCnJlcXVlc3RfaWQYByABKAki3QMKE1ZlcmlmeVRva2VuUmVzcG9uc2USDQoFdmFsaWQYASABKAgSJQoEY29kZRgCIAEoDjIXLmxhdGNoa2V5LnYxLlZlcmlmeUNvZGUSEAoIdG9rZW5faWQYAyABKAkSDAoEbmFtZRgEIAEoCRIkCgR0eXBlGAUgASgOMhYubGF0Y2hrZXkudjEuVG9rZW5UeXBlEg4KBm9yZ19pZBgGIAEoCRIPCgd0ZWFtX2lkGAcgASgJEhAKCG93bmVyX2lkGAggASgJEhMKC3Blcm1pc3Npb25zGAkgAygJEkAKCG1ldGFkYXRhGAogAygLMi4ubGF0Y2hrZXkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZS5NZXRhZGF0YUVudHJ5Ei8KC2V4cGlyZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCg5yZW1haW5pbmdfdXNlcxgMIAEoA0gAiAEBEi4KC3JldHJ5X2FmdGVyGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fcmVtYWluaW5nX3VzZXMiWwoSQWNxdWlyZVNsb3RSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg4KBmhvbGRlchgCIAEoCRImCgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imAEKE0FjcXVpcmVTbG90UmVzcG9uc2USEAoIYWNxdWlyZWQYASABKAgSEAoIbGVhc2VfaWQYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHNsb3RzX2luX3VzZRgEIAEoBRIWCg5tYXhfY29uY3VycmVudBgFIAEoBSJMChBSZW5ld1Nsb3RSZXF1ZXN0EhAKCGxlYXNlX2lkGAEgASgJEiYKA3R0bBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJEChFSZW5ld1Nsb3RSZXNwb25zZRIvCgtleHBpcmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJgoSUmVsZWFzZVNsb3RSZXF1ZXN0EhAKCGxlYXNlX2lkGAEgASgJIhUKE1JlbGVhc2VTbG90UmVzcG9uc2UiKQoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSDgoGY3Vyc29yGAEgASgJIkcKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIrCgVldmVudBgBIAEoCzIcLmxhdGNoa2V5LnYxLlJldm9jYXRpb25FdmVudCLZAQoPUmV2b2NhdGlvbkV2ZW50EhAKCHRva2VuX2lkGAEgASgJEg4KBm9yZ19pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGY3Vyc29yGAUgASgJEikKBGtpbmQYBiABKA4yGy5sYXRjaGtleS52MS5SZXZvY2F0aW9uS2luZBIvCgt2YWxpZF91bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqywIKClZlcmlmeUNvZGUSGwoXVkVSSUZZX0NPREVfVU5TUEVDSUZJRUQQABIVChFWRVJJRllfQ09ERV9WQUxJRBABEhkKFVZFUklGWV9DT0RFX01BTEZPUk1FRBACEhkKFVZFUklGWV9DT0RFX05PVF9GT1VORBADEhcKE1ZFUklGWV9DT0RFX0VYUElSRUQQBBIXChNWRVJJRllfQ09ERV9SRVZPS0VEEAUSHgoaVkVSSUZZX0NPREVfSVBfTk9UX0FMTE9XRUQQBhIZChVWRVJJRllfQ09ERV9XUk9OR19PUkcQBxIoCiRWRVJJRllfQ09ERV9JTlNVRkZJQ0lFTlRfUEVSTUlTU0lPTlMQCBIeChpWRVJJRllfQ09ERV9VU0FHRV9FWENFRURFRBAJEhwKGFZFUklGWV9DT0RFX1JBVEVfTElNSVRFRBAKKpEBCg5SZXZvY2F0aW9uS2luZBIfChtSRVZPQ0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdSRVZPQ0FUSU9OX0tJTkRfUkVWT0tFRBABEhsKF1JFVk9DQVRJT05fS0lORF9ST1RBVEVEEAISJAogUkVWT0NBVElPTl9LSU5EX0VYUElSWV9TSE9SVEVORUQQAzK5AwoSVG9rZW5WZXJpZnlTZXJ2aWNlElAKC1ZlcmlmeVRva2VuEh8ubGF0Y2hrZXkudjEuVmVyaWZ5VG9rZW5SZXF1ZXN0GiAubGF0Y2hrZXkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZRJQCgtBY3F1aXJlU2xvdBIfLmxhdGNoa2V5LnYxLkFjcXVpcmVTbG90UmVxdWVzdBogLmxhdGNoa2V5LnYxLkFjcXVpcmVTbG90UmVzcG9uc2USSgoJUmVuZXdTbG90Eh0ubGF0Y2hrZXkudjEuUmVuZXdTbG90UmVxdWVzdBoeLmxhdGNoa2V5LnYxLlJlbmV3U2xvdFJlc3BvbnNlElAKC1JlbGVhc2VTbG90Eh8ubGF0Y2hrZXkudjEuUmVsZWFzZVNsb3RSZXF1ZXN0GiAubGF0Y2hrZXkudjEuUmVsZWFzZVNsb3RSZXNwb25zZRJhChBXYXRjaFJldm9jYXRpb25zEiQubGF0Y2hrZXkudjEuV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QaJS5sYXRjaGtleS52MS5XYXRjaFJldm9jYXRpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_latchkey_v1_token]);
 
 /**
  * VerifyTokenRequest is what a gateway knows about one incoming request.
@@ -398,7 +398,7 @@ export const WatchRevocationsResponseSchema: GenMessage<WatchRevocationsResponse
   messageDesc(file_latchkey_v1_token_verify_service, 9);
 
 /**
- * RevocationEvent tells that a token stopped being valid.
+ * RevocationEvent tells that a token stopped being valid, or will stop sooner.
  *
  * @generated from message latchkey.v1.RevocationEvent
  */
@@ -418,14 +418,14 @@ export type RevocationEvent = Message<"latchkey.v1.RevocationEvent"> & {
   orgId: string;
 
   /**
-   * The revoke reason.
+   * The revoke reason ("rotated" for a rotation, "expiry shortened" for a shortened expiry).
    *
    * @generated from field: string reason = 3;
    */
   reason: string;
 
   /**
-   * When it was revoked.
+   * When it happened.
    *
    * @generated from field: google.protobuf.Timestamp time = 4;
    */
@@ -437,6 +437,22 @@ export type RevocationEvent = Message<"latchkey.v1.RevocationEvent"> & {
    * @generated from field: string cursor = 5;
    */
   cursor: string;
+
+  /**
+   * What happened.
+   *
+   * @generated from field: latchkey.v1.RevocationKind kind = 6;
+   */
+  kind: RevocationKind;
+
+  /**
+   * Until when the token is still accepted after this event: the revocation time for
+   * REVOKED (and for a rotation without grace), the end of the grace for ROTATED, the new
+   * expiry for EXPIRY_SHORTENED. Unset for events logged before latchkey recorded it.
+   *
+   * @generated from field: google.protobuf.Timestamp valid_until = 7;
+   */
+  validUntil?: Timestamp | undefined;
 };
 
 /**
@@ -537,6 +553,47 @@ export enum VerifyCode {
  */
 export const VerifyCodeSchema: GenEnum<VerifyCode> = /*@__PURE__*/
   enumDesc(file_latchkey_v1_token_verify_service, 0);
+
+/**
+ * RevocationKind says what a RevocationEvent reports.
+ *
+ * @generated from enum latchkey.v1.RevocationKind
+ */
+export enum RevocationKind {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: REVOCATION_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The token was revoked (RevokeToken, BatchRevokeTokens, a lineage revocation).
+   *
+   * @generated from enum value: REVOCATION_KIND_REVOKED = 1;
+   */
+  REVOKED = 1,
+
+  /**
+   * The token was rotated: its successor is issued; it stays valid until valid_until.
+   *
+   * @generated from enum value: REVOCATION_KIND_ROTATED = 2;
+   */
+  ROTATED = 2,
+
+  /**
+   * The token's expiry moved earlier, to valid_until.
+   *
+   * @generated from enum value: REVOCATION_KIND_EXPIRY_SHORTENED = 3;
+   */
+  EXPIRY_SHORTENED = 3,
+}
+
+/**
+ * Describes the enum latchkey.v1.RevocationKind.
+ */
+export const RevocationKindSchema: GenEnum<RevocationKind> = /*@__PURE__*/
+  enumDesc(file_latchkey_v1_token_verify_service, 1);
 
 /**
  * TokenVerifyService is called by gateways and sidecars on every request. A business denial
