@@ -10,6 +10,8 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/client/package.json packages/client/
+# npm ci's postinstall guards postgres.js against a crash on a connection lost mid-transaction.
+COPY scripts/patch-postgres.mjs scripts/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
 COPY src src
@@ -24,6 +26,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/client/package.json packages/client/
+COPY scripts/patch-postgres.mjs scripts/
 # --omit=optional leaves out the embedded Postgres binaries (about 100 MB): the image needs
 # DATABASE_URL. npm's cache is dropped so the layer holds only node_modules.
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force
