@@ -38,8 +38,9 @@ export interface FilterRevocation {
  * transaction, so that no transaction holds thousands of row locks or builds an unbounded
  * audit insert. The run walks the ids downwards (keyset), so tokens created meanwhile are not
  * picked up and it always ends. Each chunk commits with its own audit rows; the summary row
- * commits with the last chunk, so a run cut short leaves whole chunks and no summary (and a
- * repeat of the same call finishes it). Returns how many tokens were revoked.
+ * commits with the last chunk, so a run cut short leaves whole chunks and no summary (the
+ * service writes an incomplete one on its own; a repeat of the same call finishes the run).
+ * Returns how many tokens were revoked.
  */
 export async function revokeByFilter(sql: Sql, run: FilterRevocation): Promise<number> {
   let total = 0;

@@ -1,7 +1,7 @@
 import { bootstrapIfEmpty } from "../../src/services/bootstrap.js";
 import { createVerifier } from "../../src/services/verify/verifier.js";
 import type { Sql } from "../../src/store/db.js";
-import type { AdminClient } from "./admin-client.js";
+import type { AdminClient, VerifyClient } from "./admin-client.js";
 import { PREFIX, startLatchkeyServer } from "./latchkey-server.js";
 import { createTestDatabase } from "./postgres.js";
 import type { TestRedis } from "./redis.js";
@@ -21,6 +21,8 @@ export interface AdminHarness {
   readonly bootstrapSecret: string;
   /** A client calling with `token` (undefined: no authorization header). */
   client(token: string | undefined): AdminClient;
+  /** TokenVerifyService of the same instance (same verifier and caches as the admin calls tell). */
+  verify(): VerifyClient;
   /** Rows in tokens and audit_events, to prove that a refused call wrote nothing. */
   counts(): Promise<{ tokens: number; audit: number }>;
   close(): Promise<void>;
@@ -61,6 +63,7 @@ export async function startAdminHarness(opts: { redis?: TestRedis } = {}): Promi
     httpUrl: server.httpUrl,
     bootstrapSecret,
     client: (token) => server.admin(token),
+    verify: () => server.verify(),
     async counts() {
       await verifier.flush();
       const [t] = await db.sql<{ n: string }[]>`SELECT count(*)::text AS n FROM tokens`;

@@ -1,25 +1,18 @@
-import type { JsonObject } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import {
-  MAX_BATCH_IDS,
-  MAX_LISTED_REVOKED,
-  MAX_REASON,
-  MAX_REQUEST_ID,
-  REVOKE_CHUNK,
-} from "../../domain/admin-rules.js";
-import { newAuditId } from "../../domain/ids.js";
+import { MAX_BATCH_IDS, MAX_REASON, MAX_REQUEST_ID } from "../../domain/admin-rules.js";
 import { checkRequestId } from "../../domain/request-id.js";
 import { checkFreeText, checkIdentifier, checkIds } from "../../domain/validation.js";
 import { type FieldViolation, refused, throwIfInvalid } from "../../errors.js";
 import type { BatchRevokeTokensRequest } from "../../gen/latchkey/v1/token_admin_service_pb.js";
 import { TokenState, TokenType } from "../../gen/latchkey/v1/token_pb.js";
-import type { OrgScope, TokenQueryFilter, TokenRow } from "../../store/token-repo.js";
+import type { TokenQueryFilter, TokenRow } from "../../store/token-repo.js";
 import { type Caller, callerOf } from "../context.js";
-import { type AuditFrame, auditRow, auditRows, requestIdOf, tokenSummary } from "./audit-rows.js";
+import { type AuditFrame, auditRows, requestIdOf, tokenSummary } from "./audit-rows.js";
+import { revokeFiltered } from "./batch-revoke-filter.js";
 import { type AdminDeps, announce, type Handlers } from "./deps.js";
 import { readFilter } from "./filter.js";
 import { requireAll } from "./ids.js";
-import { tokenMessage } from "./mappers.js";
+import { batchRevokeAnswer } from "./mappers.js";
 import { orgScope, reachById, targetOrg } from "./scope.js";
 
 /** The batch's filter, checked (set, not asking for revoked tokens); undefined in ids mode. */
@@ -53,26 +46,6 @@ function readBatchFilter(
   return undefined;
 }
 
-/** A filter as the batch's summary audit row records it (only the fields that were set). */
-function filterDetails(f: TokenQueryFilter): JsonObject {
-  const out: JsonObject = {};
-  if (f.type !== undefined) out.type = TokenType[f.type] ?? String(f.type);
-  if (f.teamId !== "") out.team_id = f.teamId;
-  if (f.ownerId !== "") out.owner_id = f.ownerId;
-  if (f.state !== undefined) out.state = f.state;
-  if (f.unusedSince !== undefined) out.unused_since = f.unusedSince.toISOString();
-  if (f.neverUsed) out.never_used = true;
-  return out;
-}
-
-/** The response: the count and the first MAX_LISTED_REVOKED tokens. */
-function answer(rows: readonly TokenRow[], count: number, nowMs: number) {
-  return {
-    tokens: rows.slice(0, MAX_LISTED_REVOKED).map((r) => tokenMessage(r, nowMs)),
-    count,
-  };
-}
-
 /** By ids: each in reach, none revoked, all or nothing, in one transaction. */
 async function revokeIds(deps: AdminDeps, req: BatchRevokeTokensRequest, frame: AuditFrame) {
   const nowMs = frame.at.getTime();
@@ -88,7 +61,7 @@ async function revokeIds(deps: AdminDeps, req: BatchRevokeTokensRequest, frame: 
     );
   if (req.dryRun) {
     const rows = accept(await deps.tokens.select(selection));
-    return answer(rows, rows.length, nowMs);
+    return batchRevokeAnswer(rows, rows.length, nowMs);
   }
   const revoked = await deps.tokens.batchRevoke(selection, {
     revocation: { by: frame.caller.tokenId, reason: req.reason, at: frame.at },
@@ -101,64 +74,7 @@ async function revokeIds(deps: AdminDeps, req: BatchRevokeTokensRequest, frame: 
       })),
   });
   await announce(deps, revoked, "revoked", req.reason);
-  return answer(revoked, revoked.length, nowMs);
-}
-
-/**
- * By filter: every match, in transactions of REVOKE_CHUNK tokens, one audit row per token
- * (with the batch id) and one summary row (id = the batch id; the count and the filter) that
- * commits with the last chunk. Caches hear of each chunk as it commits.
- */
-async function revokeFiltered(
-  deps: AdminDeps,
-  req: BatchRevokeTokensRequest,
-  frame: AuditFrame,
-  scope: OrgScope,
-  filter: TokenQueryFilter,
-) {
-  const nowMs = frame.at.getTime();
-  if (req.dryRun) {
-    const [rows, count] = await Promise.all([
-      deps.tokens.select({ filter, scope, now: frame.at, limit: MAX_LISTED_REVOKED }),
-      deps.tokens.countUnrevoked(scope, filter, frame.at),
-    ]);
-    return answer(rows, count, nowMs);
-  }
-  const batchId = newAuditId();
-  const listed: TokenRow[] = [];
-  const count = await deps.tokens.revokeByFilter({
-    scope,
-    filter,
-    now: frame.at,
-    revocation: { by: frame.caller.tokenId, reason: req.reason, at: frame.at },
-    chunkSize: REVOKE_CHUNK,
-    audit(revoked, total) {
-      const rows = auditRows(frame, "token.batch_revoke", revoked, (r) => ({
-        ...tokenSummary(r),
-        reason: req.reason,
-        batch_id: batchId,
-      }));
-      if (total === undefined) return rows;
-      const summary = auditRow(
-        frame,
-        "token.batch_revoke",
-        { orgId: scope.orgId, tokenId: "" },
-        {
-          batch_id: batchId,
-          summary: true,
-          count: total,
-          filter: filterDetails(filter),
-          reason: req.reason,
-        },
-      );
-      return [...rows, { ...summary, id: batchId }];
-    },
-    async committed(revoked) {
-      for (const r of revoked) if (listed.length < MAX_LISTED_REVOKED) listed.push(r);
-      await announce(deps, revoked, "revoked", req.reason);
-    },
-  });
-  return answer(listed, count, nowMs);
+  return batchRevokeAnswer(revoked, revoked.length, nowMs);
 }
 
 /**

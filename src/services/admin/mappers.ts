@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { MAX_LISTED_REVOKED } from "../../domain/admin-rules.js";
 import { deriveState } from "../../domain/state.js";
 import {
   type AuditEvent,
@@ -107,4 +108,12 @@ export function stateFilter(state: TokenState): StateFilter | undefined {
     case TokenState.EXHAUSTED:
       return "exhausted";
   }
+}
+
+/** A BatchRevokeTokens answer: the count and the first MAX_LISTED_REVOKED tokens. */
+export function batchRevokeAnswer(rows: readonly TokenRow[], count: number, nowMs: number) {
+  return {
+    tokens: rows.slice(0, MAX_LISTED_REVOKED).map((r) => tokenMessage(r, nowMs)),
+    count,
+  };
 }
