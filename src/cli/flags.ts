@@ -86,6 +86,11 @@ export const FLAGS = {
   since: { type: "string", value: "WHEN", help: "from: a duration ago (24h) or an RFC 3339 time" },
   until: { type: "string", value: "WHEN", help: "to: a duration ago (1h) or an RFC 3339 time" },
   ip: { type: "string", value: "ADDR", help: "client IP the gateway saw" },
+  "page-size": {
+    type: "string",
+    value: "N",
+    help: "rows per ListAuditEvents call, 1 to 1000 (default 1000)",
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 /** A flag's name. */

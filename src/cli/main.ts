@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { createClients } from "./client.js";
-import { auditExport, isAuditExport } from "./commands/audit-export.js";
 import type { Context } from "./commands/command.js";
 import { COMMANDS, findCommand, GROUPS } from "./commands/index.js";
 import { completionScript } from "./completion.js";
@@ -32,7 +31,6 @@ function helpText(words: readonly string[]): string {
 let serverForErrors: string | undefined;
 
 async function run(argv: readonly string[]): Promise<void> {
-  if (isAuditExport(argv)) return auditExport(argv);
   const { flags, positionals } = parseCommandLine(argv);
   if (flags.bool("version") || (positionals[0] === "version" && positionals.length === 1)) {
     return printLine(`latchkey ${cliVersion()}`);

@@ -207,8 +207,33 @@ describe("latchkey audit export (built CLI, real server)", () => {
     expect(help.stdout).toContain("JSON Lines");
   });
 
-  it("leaves the other commands to the main parser", async () => {
+  it("is an ordinary command: `audit list --action export` is not taken for it", async () => {
     const list = await cli(["audit", "list", "--action", "export"]);
     expect(list.code, list.stderr).toBe(0);
+  });
+
+  it("help and completion show its flags from the shared flag table", async () => {
+    const help = await cli(["help", "audit", "export"]);
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toContain("Usage: latchkey audit export [flags]");
+    expect(help.stdout).toMatch(/^ {2}--page-size N +rows per ListAuditEvents call/m);
+    expect(help.stdout).toMatch(/^ {2}--decision DECISION +allow or deny/m);
+    expect((await cli(["help", "audit"])).stdout).toContain("audit export [flags]");
+
+    const bash = await cli(["completion", "bash"]);
+    const line = bash.stdout.split("\n").find((l) => l.includes('"audit export")')) ?? "";
+    for (const f of [
+      "--since",
+      "--until",
+      "--token-id",
+      "--actor-id",
+      "--decision",
+      "--page-size",
+    ]) {
+      expect(line, f).toContain(f);
+    }
+    const fish = await cli(["completion", "fish"]);
+    expect(fish.stdout).toContain("-l page-size -r");
+    expect(fish.stdout).toContain('__fish_seen_subcommand_from audit" -a export');
   });
 });

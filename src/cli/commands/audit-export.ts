@@ -1,62 +1,18 @@
-import { parseArgs } from "node:util";
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditDecision, AuditEventSchema } from "../../gen/latchkey/v1/token_pb.js";
-import { createClients } from "../client.js";
-import { callerToken } from "../config-file.js";
 import { parseDuration } from "../duration.js";
-import { loadCliEnvironment } from "../environment.js";
 import { ExitCode, UsageError } from "../errors.js";
-import { lookup } from "../flags.js";
-import { printLine } from "../output.js";
-import { resolveServer } from "../server-url.js";
+import { intFlag, lookup } from "../flags.js";
+import { DECISIONS } from "./audit.js";
+import type { Command, Context } from "./command.js";
 
-/** The flags `audit export` takes: the global ones, the `audit list` filters, and the window. */
-const OPTIONS = {
-  server: { type: "string" },
-  token: { type: "string" },
-  json: { type: "boolean", default: false }, // accepted: the output is JSON Lines anyway
-  help: { type: "boolean", short: "h", default: false },
-  org: { type: "string" },
-  since: { type: "string" },
-  until: { type: "string" },
-  "token-id": { type: "string" },
-  "actor-id": { type: "string" },
-  action: { type: "string" },
-  decision: { type: "string" },
-  "page-size": { type: "string" },
-} as const;
-
-const EXPORT_USAGE = `Usage: latchkey audit export [--since T] [--until T] [--token-id ID] [--actor-id ID]
-                             [--action A] [--decision allow|deny] [--org O] [--page-size N]
-
-Writes every matching audit event to stdout as JSON Lines (one AuditEvent in protobuf JSON
-per line, newest first), fetching every page of ListAuditEvents. T is an RFC 3339 time
-(2026-01-31 or 2026-01-31T12:00:00Z) or a duration before now (30d, 12h). --until defaults
-to the moment the export starts, so the window does not move while it runs. A progress line
-goes to stderr when stderr is a terminal and stdout is not.
-
-Exit codes: 0 done (also when the reader closes the pipe early), 1 the server refused or
-failed, 2 bad command line.`;
-
-const DECISIONS: Readonly<Record<string, AuditDecision>> = {
-  allow: AuditDecision.ALLOW,
-  deny: AuditDecision.DENY,
-};
-
-/**
- * True when the command line is `audit export …` (global flags may come first). Parsed
- * leniently, so any other command line is left to the main parser untouched.
- */
-export function isAuditExport(argv: readonly string[]): boolean {
-  const { positionals } = parseArgs({
-    args: [...argv],
-    options: OPTIONS,
-    strict: false,
-    allowPositionals: true,
-  });
-  return positionals[0] === "audit" && positionals[1] === "export";
-}
+const EXPORT_DETAILS = `Writes every matching audit event to stdout as JSON Lines (one AuditEvent in protobuf JSON
+per line, newest first), fetching every page of ListAuditEvents. It takes the filters of
+'audit list'. --since/--until take an RFC 3339 time (2026-01-31 or 2026-01-31T12:00:00Z)
+or a duration before now (30d, 12h). --until defaults to the moment the export starts, so
+the window does not move while it runs. A progress line goes to stderr when stderr is a
+terminal and stdout is not. Exit code 0 also when the reader closes the pipe early.`;
 
 /** `--since` / `--until`: an RFC 3339 time or date, or a duration meaning "that long ago". */
 function timeFlag(flag: string, value: string, now: number): Date {
@@ -73,15 +29,6 @@ function timeFlag(flag: string, value: string, now: number): Date {
     );
   }
   return new Date(ms);
-}
-
-/** `--page-size`: rows per ListAuditEvents call, 1 to 1000 (the server's maximum). */
-function pageSizeFlag(value: string | undefined): number {
-  if (value === undefined) return 1000;
-  const n = /^\d{1,4}$/.test(value) ? Number(value) : 0;
-  if (n < 1 || n > 1000)
-    throw new UsageError("--page-size: expected a whole number from 1 to 1000");
-  return n;
 }
 
 /**
@@ -116,52 +63,40 @@ function stdoutSink(): { write(text: string): Promise<boolean>; error(): Error |
  * archive before retention drops a month, or `jq`. Pages through ListAuditEvents with the
  * same filters as `audit list`; nothing is buffered beyond one page.
  */
-export async function auditExport(argv: readonly string[]): Promise<void> {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
-  try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true });
-  } catch (err) {
-    // node:util's own messages (unknown option, missing value) are usage errors: exit 2.
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
-  const { values: flags, positionals } = parsed;
-  if (flags.help) {
-    printLine(EXPORT_USAGE);
-    return;
-  }
-  if (positionals.length > 2) {
-    throw new UsageError(
-      `audit export takes no arguments, got "${positionals.slice(2).join(" ")}"`,
-    );
+async function auditExport({ flags, clients }: Context): Promise<void> {
+  const output = flags.string("output");
+  if (output !== undefined && output !== "json") {
+    throw new UsageError(`--output ${output}: the export is always JSON Lines`);
   }
   const now = Date.now();
-  const since = flags.since === undefined ? undefined : timeFlag("since", flags.since, now);
-  const until = flags.until === undefined ? new Date(now) : timeFlag("until", flags.until, now);
+  const sinceFlag = flags.string("since");
+  const untilFlag = flags.string("until");
+  const since = sinceFlag === undefined ? undefined : timeFlag("since", sinceFlag, now);
+  const until = untilFlag === undefined ? new Date(now) : timeFlag("until", untilFlag, now);
   if (since !== undefined && since.getTime() >= until.getTime()) {
     throw new UsageError("--since: must be before --until (default: now)");
   }
+  const decision = flags.string("decision");
+  const pageSize = flags.string("page-size");
   const request = {
-    tokenId: flags["token-id"] ?? "",
-    actorId: flags["actor-id"] ?? "",
-    action: flags.action ?? "",
+    tokenId: flags.string("token-id") ?? "",
+    actorId: flags.string("actor-id") ?? "",
+    action: flags.string("action") ?? "",
     decision:
-      flags.decision === undefined
-        ? AuditDecision.UNSPECIFIED
-        : lookup(DECISIONS, "decision", flags.decision),
-    orgId: flags.org ?? "",
+      decision === undefined ? AuditDecision.UNSPECIFIED : lookup(DECISIONS, "decision", decision),
+    orgId: flags.string("org") ?? "",
     ...(since === undefined ? {} : { startTime: timestampFromDate(since) }),
     endTime: timestampFromDate(until),
-    pageSize: pageSizeFlag(flags["page-size"]),
+    pageSize: pageSize === undefined ? 1000 : intFlag("page-size", pageSize, 1, 1000),
   };
-  const env = loadCliEnvironment();
-  const clients = createClients(resolveServer(flags.server, env), callerToken(flags.token, env));
+  const admin = clients().admin;
 
   const sink = stdoutSink();
   const progress = process.stderr.isTTY === true && process.stdout.isTTY !== true;
   let exported = 0;
   let pageToken = "";
   do {
-    const page = await clients.admin.listAuditEvents({ ...request, pageToken });
+    const page = await admin.listAuditEvents({ ...request, pageToken });
     const lines = page.events.map((e) => `${toJsonString(AuditEventSchema, e)}\n`).join("");
     if (!(await sink.write(lines))) break;
     exported += page.events.length;
@@ -176,3 +111,15 @@ export async function auditExport(argv: readonly string[]): Promise<void> {
     process.exitCode = ExitCode.refused;
   }
 }
+
+/** `audit export`. Its flags live in the shared FLAGS table like every other command's. */
+export const auditExportCommands: readonly Command[] = [
+  {
+    name: "audit export",
+    arity: [0, 0],
+    summary: "stream audit events of a time window as JSON Lines (backups, SIEM)",
+    flags: ["since", "until", "token-id", "actor-id", "action", "decision", "org", "page-size"],
+    details: EXPORT_DETAILS,
+    run: auditExport,
+  },
+];

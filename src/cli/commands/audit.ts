@@ -14,7 +14,8 @@ import { renderTable } from "../table.js";
 import type { Command, Context } from "./command.js";
 import { limitFlag } from "./tokens-read.js";
 
-const DECISIONS: Readonly<Record<string, AuditDecision>> = {
+/** `--decision` words, for `audit list` and `audit export`. */
+export const DECISIONS: Readonly<Record<string, AuditDecision>> = {
   allow: AuditDecision.ALLOW,
   deny: AuditDecision.DENY,
 };

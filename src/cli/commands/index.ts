@@ -1,5 +1,6 @@
 import { adminCommands } from "./admin.js";
 import { auditCommands } from "./audit.js";
+import { auditExportCommands } from "./audit-export.js";
 import type { Command } from "./command.js";
 import { sessionCommands } from "./session.js";
 import { tokensReadCommands } from "./tokens-read.js";
@@ -14,6 +15,7 @@ export const COMMANDS: readonly Command[] = [
   ...tokensWriteCommands.slice(1),
   ...tokensRevokeCommands,
   ...auditCommands,
+  ...auditExportCommands,
   ...adminCommands,
 ];
 
