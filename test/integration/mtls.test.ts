@@ -1,10 +1,8 @@
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import * as https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { promisify } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -17,118 +15,42 @@ import {
   TokenVerifyService,
   VerifyCode,
 } from "../../src/gen/latchkey/v1/token_verify_service_pb.js";
-import type { LatchkeyVerifier } from "../../src/services/verify/types.js";
-import { createVerifier } from "../../src/services/verify/verifier.js";
 import { adminClient, failure, verifyClient } from "../helpers/admin-client.js";
-import { startTestInstance } from "../helpers/instance.js";
-import { PREFIX } from "../helpers/latchkey-server.js";
-import { createTestDatabase } from "../helpers/postgres.js";
-import { insertToken } from "../helpers/seed.js";
+import type { Pem } from "../helpers/certificates.js";
+import { type MtlsInstances, startMtlsInstances } from "../helpers/mtls-instances.js";
 
-// mTLS on both listeners with a CA, a server certificate and client certificates made here by
-// openssl: one client signed by the CA, one by another CA (refused), and clients with none.
-
-const run = promisify(execFile);
-const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-
-interface Pem {
-  readonly cert: Buffer;
-  readonly key: Buffer;
-}
-
-/** A self-signed CA in `dir` named `name` (`name.pem`, `name.key`). */
-async function makeCa(dir: string, name: string): Promise<Pem> {
-  const [cert, key] = [join(dir, `${name}.pem`), join(dir, `${name}.key`)];
-  await run(
-    "openssl",
-    ["req", "-x509", ...EC, "-days", "1", "-subj", `/CN=${name}`].concat([
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ]),
-  );
-  return { cert: await readFile(cert), key: await readFile(key) };
-}
-
-/** A leaf certificate for `cn` with `extensions` (-addext values), signed by the CA `ca`. */
-async function makeLeaf(
-  dir: string,
-  ca: string,
-  cn: string,
-  extensions: readonly string[],
-): Promise<Pem> {
-  const [cert, key, csr] = ["pem", "key", "csr"].map((ext) => join(dir, `${cn}.${ext}`));
-  const addext = extensions.flatMap((e) => ["-addext", e]);
-  await run(
-    "openssl",
-    ["req", "-new", ...EC, "-subj", `/CN=${cn}`, ...addext].concat([
-      "-keyout",
-      `${key}`,
-      "-out",
-      `${csr}`,
-    ]),
-  );
-  await run(
-    "openssl",
-    ["x509", "-req", "-in", `${csr}`, "-days", "1", "-copy_extensions"]
-      .concat(["copyall", "-CA", join(dir, `${ca}.pem`), "-CAkey", join(dir, `${ca}.key`)])
-      .concat(["-CAcreateserial", "-out", `${cert}`]),
-  );
-  return { cert: await readFile(`${cert}`), key: await readFile(`${key}`) };
-}
+// mTLS on both listeners with a CA, a server certificate and client certificates made by
+// openssl (test/helpers/certificates.ts): one client signed by the CA, one by another CA
+// (refused), and clients with none.
 
 let dir: string;
+let servers: MtlsInstances | undefined;
 let ca: Pem;
-let server: Pem;
 /** Signed by the client CA. */
 let good: Pem;
 /** Signed by another CA: presented, but never verified. */
 let wrong: Pem;
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
-let verifier: LatchkeyVerifier;
 let adminToken: string;
-const instances = new Map<ClientAuthMode, Instance>();
 const channels: grpc.Client[] = [];
 const agents: https.Agent[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "latchkey-mtls-"));
-  ca = await makeCa(dir, "client-ca");
-  await makeCa(dir, "other-ca");
-  server = await makeLeaf(dir, "client-ca", "localhost", [
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "extendedKeyUsage=serverAuth",
-  ]);
-  good = await makeLeaf(dir, "client-ca", "deploy-bot", ["extendedKeyUsage=clientAuth"]);
-  wrong = await makeLeaf(dir, "other-ca", "intruder", ["extendedKeyUsage=clientAuth"]);
-
-  db = await createTestDatabase();
-  verifier = createVerifier({ sql: db.sql, tokenPrefix: PREFIX });
-  adminToken = (await insertToken(db.sql, { name: "mtls admin", permissions: ["*"] })).secret;
-  for (const mode of ["all", "admin"] as const) {
-    instances.set(
-      mode,
-      await startTestInstance(db.sql, verifier, {
-        tls: { ...server, clientCa: ca.cert, clientAuth: mode },
-      }),
-    );
-  }
+  servers = await startMtlsInstances(dir, "mtls admin");
+  ({ ca, good, wrong } = servers.pki);
+  adminToken = servers.adminToken;
 });
 
 afterAll(async () => {
   for (const c of channels) c.close();
   for (const a of agents) a.destroy();
-  await Promise.all([...instances.values()].map((i) => i.close()));
-  await verifier?.close();
-  await db?.drop();
+  await servers?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
 function instance(mode: ClientAuthMode): Instance {
-  const found = instances.get(mode);
-  if (found === undefined) throw new Error(`no ${mode} instance`);
-  return found;
+  if (servers === undefined) throw new Error("the mTLS instances are used outside their tests");
+  return servers.instance(mode);
 }
 
 /** A grpc-js channel to the gRPC listener presenting `client` (undefined: no certificate). */
