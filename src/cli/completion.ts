@@ -21,6 +21,13 @@ function flagsOf(c: Command): string[] {
 
 const TOP_EXTRA = ["help", "completion"];
 
+/** Flags whose value is a file name (`--ca-cert FILE`): the shells complete paths for them. */
+function fileFlags(): string[] {
+  return (Object.keys(FLAGS) as FlagName[])
+    .filter((f) => flagSpec(f).value === "FILE")
+    .map((f) => `--${f}`);
+}
+
 function bash(commands: readonly Command[]): string {
   const cases = commands
     .map((c) => `    "${c.name}") opts="${flagsOf(c).join(" ")}" ;;`)
@@ -40,6 +47,11 @@ function bash(commands: readonly Command[]): string {
         : `    --${f}) COMPREPLY=($(compgen -W "${ch.join(" ")}" -- "$cur")); return ;;`;
     })
     .filter((l) => l !== "")
+    .concat(
+      fileFlags().length === 0
+        ? []
+        : [`    ${fileFlags().join("|")}) COMPREPLY=($(compgen -f -- "$cur")); return ;;`],
+    )
     .join("\n");
   return `# bash completion for latchkey: eval "$(latchkey completion bash)"
 _latchkey() {
@@ -104,7 +116,8 @@ function fish(commands: readonly Command[]): string {
   for (const name of Object.keys(FLAGS) as FlagName[]) {
     const s = flagSpec(name);
     const choices = s.choices === undefined ? "" : ` -x -a "${s.choices.join(" ")}"`;
-    const takes = s.type === "string" && s.choices === undefined ? " -r" : "";
+    const takes =
+      s.type === "string" && s.choices === undefined ? (s.value === "FILE" ? " -r -F" : " -r") : "";
     lines.push(
       `complete -c latchkey -l ${name}${s.short === undefined ? "" : ` -s ${s.short}`}${takes}${choices} -d "${s.help.replaceAll('"', "'")}"`,
     );

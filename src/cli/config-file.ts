@@ -6,6 +6,11 @@ import type { CliEnvironment } from "./environment.js";
 export interface SavedLogin {
   readonly token?: string;
   readonly server?: string;
+  /**
+   * The CA bundle's path (never its contents) trusted for `server`. Client certificate and
+   * key are not saved: they come from flags or LATCHKEY_CLIENT_CERT/KEY on every run.
+   */
+  readonly caCert?: string;
 }
 
 /** The file `latchkey login` writes, under the CLI's config directory. */
@@ -28,11 +33,16 @@ export function readSaved(dir: string): SavedLogin {
   };
   const token = text("token");
   const server = text("server");
-  return { ...(token === undefined ? {} : { token }), ...(server === undefined ? {} : { server }) };
+  const caCert = text("caCert");
+  return {
+    ...(token === undefined ? {} : { token }),
+    ...(server === undefined ? {} : { server }),
+    ...(caCert === undefined ? {} : { caCert }),
+  };
 }
 
 /**
- * Stores the caller token and server for later runs. The directory is 0700 and the file 0600,
+ * Stores the caller token, server and CA path for later runs. The directory is 0700 and the file 0600,
  * because the token is a live credential.
  * @returns the path written, for the user to see.
  */

@@ -6,6 +6,12 @@ export interface CliEnvironment {
   readonly token: string | undefined;
   /** LATCHKEY_SERVER: base URL of the gRPC listener. */
   readonly server: string | undefined;
+  /** LATCHKEY_CACERT: PEM CA bundle to trust for an https:// server (below `--ca-cert`). */
+  readonly caCert: string | undefined;
+  /** LATCHKEY_CLIENT_CERT: PEM client certificate for mTLS (below `--client-cert`). */
+  readonly clientCert: string | undefined;
+  /** LATCHKEY_CLIENT_KEY: PEM key of the client certificate (below `--client-key`). */
+  readonly clientKey: string | undefined;
   /** Where `latchkey login` keeps its config file. */
   readonly configDir: string;
 }
@@ -20,9 +26,13 @@ export function loadCliEnvironment(
 ): CliEnvironment {
   const home = env.HOME ?? ".";
   const xdg = env.XDG_CONFIG_HOME;
+  const set = (name: string): string | undefined => (env[name] === "" ? undefined : env[name]);
   return {
-    token: env.LATCHKEY_TOKEN === "" ? undefined : env.LATCHKEY_TOKEN,
-    server: env.LATCHKEY_SERVER === "" ? undefined : env.LATCHKEY_SERVER,
+    token: set("LATCHKEY_TOKEN"),
+    server: set("LATCHKEY_SERVER"),
+    caCert: set("LATCHKEY_CACERT"),
+    clientCert: set("LATCHKEY_CLIENT_CERT"),
+    clientKey: set("LATCHKEY_CLIENT_KEY"),
     configDir: resolve(
       xdg !== undefined && xdg !== "" ? xdg : resolve(home, ".config"),
       "latchkey",

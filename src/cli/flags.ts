@@ -17,6 +17,17 @@ interface FlagSpec {
 /** Every flag any command takes. Global ones are accepted everywhere (see GLOBAL_FLAGS). */
 export const FLAGS = {
   server: { type: "string", value: "URL", help: "gRPC listener: host:port or http(s)://host:port" },
+  "ca-cert": {
+    type: "string",
+    value: "FILE",
+    help: "PEM CA bundle to trust for an https:// server",
+  },
+  "client-cert": {
+    type: "string",
+    value: "FILE",
+    help: "PEM client certificate for mTLS (with --client-key)",
+  },
+  "client-key": { type: "string", value: "FILE", help: "PEM private key of --client-cert" },
   token: { type: "string", value: "TOKEN", help: "caller token ('-' reads it from stdin)" },
   json: { type: "boolean", help: "print one JSON document (same as --output json)" },
   output: {
@@ -97,7 +108,16 @@ export const FLAGS = {
 export type FlagName = keyof typeof FLAGS;
 
 /** Flags every command accepts. */
-export const GLOBAL_FLAGS: readonly FlagName[] = ["server", "token", "json", "output", "help"];
+export const GLOBAL_FLAGS: readonly FlagName[] = [
+  "server",
+  "ca-cert",
+  "client-cert",
+  "client-key",
+  "token",
+  "json",
+  "output",
+  "help",
+];
 
 /** The spec of a flag, typed loosely for help and completion. */
 export function flagSpec(name: FlagName): FlagSpec {

@@ -44,6 +44,8 @@ export function mainHelp(commands: readonly Command[]): string {
     "",
     "The caller token is --token, else LATCHKEY_TOKEN, else the one 'latchkey login' saved.",
     "The server is --server, else LATCHKEY_SERVER, else the saved one, else 127.0.0.1:50051.",
+    "TLS (https:// only): --ca-cert, else LATCHKEY_CACERT, else the CA saved with the server;",
+    "--client-cert/--client-key, else LATCHKEY_CLIENT_CERT/LATCHKEY_CLIENT_KEY (never saved).",
     EXIT_CODES,
     "Run 'latchkey help <command>' (or '<command> --help') for its flags.",
   ].join("\n");

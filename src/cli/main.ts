@@ -11,6 +11,7 @@ import { commandHelp, groupHelp, mainHelp } from "./help.js";
 import { outputFormat, printLine } from "./output.js";
 import { readStdin } from "./prompt.js";
 import { resolveServer } from "./server-url.js";
+import { type CliTls, resolveTls } from "./tls.js";
 import { cliVersion } from "./version.js";
 
 /** `latchkey help [words…]`, `latchkey <group>` and `--help`: the right usage text. */
@@ -27,8 +28,9 @@ function helpText(words: readonly string[]): string {
   throw new UsageError(`no help for unknown command "${words.join(" ")}"`);
 }
 
-/** Where `reportError` says it could not connect. */
+/** Where `reportError` says it could not connect, and whether a client certificate went along. */
 let serverForErrors: string | undefined;
+let clientCertForErrors = false;
 
 async function run(argv: readonly string[]): Promise<void> {
   const { flags, positionals } = parseCommandLine(argv);
@@ -74,6 +76,7 @@ async function run(argv: readonly string[]): Promise<void> {
     serverForErrors = server;
     const flagToken = flags.string("token");
     const token = flagToken === "-" ? (await readStdin()).trim() : callerToken(flagToken, env);
+    let tls: CliTls | undefined;
     let clients: ReturnType<typeof createClients> | undefined;
     const ctx: Context = {
       args: rest,
@@ -82,8 +85,13 @@ async function run(argv: readonly string[]): Promise<void> {
       format,
       server,
       token,
+      tls: () => {
+        tls ??= resolveTls(flags, env, server);
+        clientCertForErrors = tls.nodeOptions.cert !== undefined;
+        return tls;
+      },
       clients: () => {
-        clients ??= createClients(server, token);
+        clients ??= createClients(server, token, ctx.tls().nodeOptions);
         return clients;
       },
     };
@@ -104,5 +112,5 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 try {
   await run(process.argv.slice(2));
 } catch (err) {
-  process.exitCode = reportError(err, serverForErrors);
+  process.exitCode = reportError(err, serverForErrors, clientCertForErrors);
 }

@@ -2,6 +2,7 @@ import type { CliClients } from "../client.js";
 import type { CliEnvironment } from "../environment.js";
 import type { FlagName, Flags } from "../flags.js";
 import type { Format } from "../output.js";
+import type { CliTls } from "../tls.js";
 
 /** What a command runs with: its words, the flags, the output format and a way to connect. */
 export interface Context {
@@ -14,6 +15,8 @@ export interface Context {
   readonly server: string;
   /** The caller token (`--token`, `--token -` from stdin, LATCHKEY_TOKEN or the saved one). */
   readonly token: string | undefined;
+  /** The CA and client certificate for `server` (read and checked on first use). */
+  tls(): CliTls;
   /** Clients calling `server` with the caller token (made on first use). */
   clients(): CliClients;
 }

@@ -31,12 +31,16 @@ async function login(ctx: Context): Promise<void> {
     throw new UsageError("login: give --token TOKEN, or --token - to read it from stdin");
   }
   checkTokenFormat(token);
-  const res = await createClients(ctx.server, token).admin.getCaller({});
-  const file = saveLogin(ctx.env.configDir, { token, server: ctx.server });
-  emit(ctx.format, { server: ctx.server, token: tokenJson(res.token), saved: file }, () =>
+  const { nodeOptions, caPath } = ctx.tls();
+  const res = await createClients(ctx.server, token, nodeOptions).admin.getCaller({});
+  // The CA path is saved (it says whom to trust, and is no secret); the client certificate
+  // and key are not: they come from flags or LATCHKEY_CLIENT_CERT/KEY on every run.
+  const ca = caPath === undefined ? {} : { caCert: caPath };
+  const file = saveLogin(ctx.env.configDir, { token, server: ctx.server, ...ca });
+  emit(ctx.format, { server: ctx.server, token: tokenJson(res.token), saved: file, ...ca }, () =>
     [
       `logged in to ${ctx.server} as ${res.token?.id ?? "?"} ("${res.token?.name ?? ""}", org ${res.token?.orgId ?? "?"})`,
-      `saved to ${file}`,
+      `saved to ${file}${caPath === undefined ? "" : ` (with the CA ${caPath})`}`,
     ].join("\n"),
   );
 }
@@ -94,12 +98,14 @@ export const sessionCommands: readonly Command[] = [
   {
     name: "login",
     arity: [0, 0],
-    summary: "check a token with the server, then save it (and --server)",
+    summary: "check a token with the server, then save it (and --server, --ca-cert)",
     flags: [],
     details:
       "The token comes from --token, '--token -' or stdin (e.g. latchkey login < token.txt).\n" +
       "Its format and checksum are checked offline, then GetCaller checks it with the server;\n" +
-      "only then are the token and the server saved (~/.config/latchkey/config.json, 0600).",
+      "only then are the token and the server saved (~/.config/latchkey/config.json, 0600),\n" +
+      "with the path of the CA bundle (--ca-cert or LATCHKEY_CACERT) if one was used. A client\n" +
+      "certificate and key are never saved: give them on every run (or LATCHKEY_CLIENT_CERT/KEY).",
     run: login,
   },
   { name: "logout", arity: [0, 0], summary: "forget the saved token", flags: [], run: logout },
