@@ -21,6 +21,15 @@ function flagsOf(c: Command): string[] {
 
 const TOP_EXTRA = ["help", "completion"];
 
+/** Flags that take a value (long and short forms): the word after one is not a command word. */
+function valuedFlags(): string[] {
+  return (Object.keys(FLAGS) as FlagName[]).flatMap((f) => {
+    const s = flagSpec(f);
+    if (s.type !== "string") return [];
+    return s.short === undefined ? [`--${f}`] : [`--${f}`, `-${s.short}`];
+  });
+}
+
 /** Flags whose value is a file name (`--ca-cert FILE`): the shells complete paths for them. */
 function fileFlags(): string[] {
   return (Object.keys(FLAGS) as FlagName[])
@@ -64,7 +73,13 @@ ${choices}
   cmd=""
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="\${COMP_WORDS[i]}"
-    [[ "$w" == -* ]] && continue
+    if [[ "$w" == -* ]]; then
+      # A flag that takes a value (and has no =value) also takes the next word.
+      [[ "$w" != *=* && " ${valuedFlags().join(" ")} " == *" $w "* ]] && ((i++))
+      continue
+    fi
+    # Words after a whole command are its arguments (ids), not part of its name.
+    [[ "|${commands.flatMap((c) => [c.name, ...(c.aliases ?? [])]).join("|")}|" == *"|$cmd|"* ]] && break
     cmd="\${cmd:+$cmd }$w"
   done
   words=""

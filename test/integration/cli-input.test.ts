@@ -140,6 +140,10 @@ describe("help, version and completion", () => {
               "COMP_WORDS=(latchkey tokens b); COMP_CWORD=2; show",
               "COMP_WORDS=(latchkey tokens list --st); COMP_CWORD=3; show",
               'COMP_WORDS=(latchkey tokens list --state ""); COMP_CWORD=4; show',
+              // A global flag's value before the command, and an id after it, are not
+              // command words.
+              "COMP_WORDS=(latchkey --server h:1 -o json tokens b); COMP_CWORD=6; show",
+              "COMP_WORDS=(latchkey tokens revoke tok_1 --rea); COMP_CWORD=4; show",
             ].join("\n"),
           ],
           { env: { PATH: process.env.PATH ?? "", SCRIPT: r.stdout }, encoding: "utf8" },
@@ -148,6 +152,8 @@ describe("help, version and completion", () => {
           "batch-revoke",
           "--state",
           "active expired revoked exhausted all",
+          "batch-revoke",
+          "--reason",
           "",
         ]);
       }
