@@ -52,8 +52,9 @@ export function redisTarget(
       return undefined;
     }
   }
+  const tls = plain?.protocol === "rediss:" || plain?.protocol === "valkeys:";
   if (clusterNodes === undefined)
-    return url === undefined ? undefined : { kind: "standalone", url };
+    return url === undefined ? undefined : { kind: "standalone", url, tls };
   const nodes = redisNodes("LATCHKEY_REDIS_CLUSTER_NODES", clusterNodes, undefined, problems);
   if (plain !== undefined && !/^\/?0?$/.test(plain.pathname)) {
     problems.push("REDIS_URL: a Redis Cluster has only database 0; drop the /db path");
@@ -65,7 +66,7 @@ export function redisTarget(
     nodes,
     username: plain?.username ? decodeURIComponent(plain.username) : undefined,
     password: plain?.password ? decodeURIComponent(plain.password) : undefined,
-    tls: plain?.protocol === "rediss:" || plain?.protocol === "valkeys:",
+    tls,
   };
 }
 

@@ -97,7 +97,13 @@ export type ClientAuthMode = (typeof CLIENT_AUTH_MODES)[number];
 // --- Redis Sentinel and Cluster (issue #11 item 6) ---
 /** Where the shared cache lives: one Redis (a URL), a Sentinel set, or a Redis Cluster. */
 export type RedisTarget =
-  | { readonly kind: "standalone"; readonly url: string }
+  | {
+      readonly kind: "standalone";
+      /** The URL as configured; its scheme may be any of redis, rediss, valkey, valkeys. */
+      readonly url: string;
+      /** rediss:// or valkeys:// (any case): the client must speak TLS, never fall back. */
+      readonly tls: boolean;
+    }
   | (RedisAuth & {
       readonly kind: "sentinel";
       readonly sentinels: readonly ListenAddress[];

@@ -53,7 +53,14 @@ export function createRedisClient(
   const queue = { enableOfflineQueue: !commands, enableAutoPipelining: commands };
   switch (t.kind) {
     case "standalone":
-      return new Redis(t.url, { ...perNode, ...queue, retryStrategy: retry });
+      // ioredis reads only lower-case redis:// and rediss://: it took valkey[s]:// for a socket
+      // path and sent REDISS:// in plaintext. The configuration decides TLS; ioredis is told.
+      return new Redis(t.url.replace(/^[a-z]+:/i, "redis:"), {
+        ...perNode,
+        ...queue,
+        retryStrategy: retry,
+        ...(t.tls ? { tls: {} } : {}),
+      });
     case "sentinel":
       return new Redis({
         ...perNode,

@@ -1,10 +1,11 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { RedisTarget } from "../../src/config.js";
@@ -12,6 +13,7 @@ import { CACHE_KEY_SETTING } from "../../src/services/verify/verifier.js";
 import { RedisTier } from "../../src/store/cache/redis.js";
 import { type Sql, serverKey } from "../../src/store/db.js";
 import { freePort } from "../../src/store/embedded.js";
+import { makeTestPki, pemFiles } from "./certificates.js";
 import { startVerifyInstance, type VerifyInstance, waitFor } from "./verify-harness.js";
 
 /** A Redis for one test file; `prefix` is unique to the file, so files sharing a server never collide. */
@@ -41,19 +43,35 @@ function findRedisServer(name = "redis-server"): string | undefined {
   return undefined;
 }
 
-/** Resolves when Redis on `port` answers PING, or rejects after `ms`. */
-async function waitForPing(port: number, ms: number): Promise<void> {
+/** Where a TLS-only redis-server finds its certificate and key, and the CA its clients trust. */
+interface RedisTlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+}
+
+/** Resolves when Redis on `port` (over TLS, with `tls`) answers PING, or rejects after `ms`. */
+async function waitForPing(port: number, ms: number, tls?: RedisTlsFiles): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const socket = netConnect(port, "127.0.0.1");
+      const socket =
+        tls === undefined
+          ? netConnect(port, "127.0.0.1")
+          : tlsConnect({
+              port,
+              host: "127.0.0.1",
+              servername: "localhost",
+              ca: readFileSync(tls.ca),
+            });
       let buf = "";
       socket.setTimeout(500, () => {
         socket.destroy();
         resolve(false);
       });
       socket.on("error", () => resolve(false));
-      socket.on("connect", () => socket.write("PING\r\n"));
+      // Over TLS, only once the handshake is done.
+      socket.on(tls === undefined ? "connect" : "secureConnect", () => socket.write("PING\r\n"));
       socket.on("data", (d) => {
         buf += d.toString();
         if (buf.includes("\r\n")) {
@@ -68,18 +86,28 @@ async function waitForPing(port: number, ms: number): Promise<void> {
   }
 }
 
+/**
+ * redis-server on `port`: plaintext, or with `tls` TLS only (`--port 0 --tls-port`, client
+ * certificates not asked for).
+ */
 async function spawnRedis(
   binary: string,
   port: number,
   extra: readonly string[] = [],
   configFile?: string,
+  tls?: RedisTlsFiles,
 ): Promise<ChildProcess> {
+  const listen =
+    tls === undefined
+      ? ["--port", String(port)]
+      : ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.cert]
+          .concat(["--tls-key-file", tls.key, "--tls-ca-cert-file", tls.ca])
+          .concat(["--tls-auth-clients", "no"]);
   const child = spawn(
     binary,
     [
       ...(configFile === undefined ? [] : [configFile]),
-      "--port",
-      String(port),
+      ...listen,
       "--bind",
       "127.0.0.1",
       "--save",
@@ -100,7 +128,7 @@ async function spawnRedis(
     child.once("error", reject);
   });
   died.catch(() => {});
-  await Promise.race([waitForPing(port, 5_000), died]);
+  await Promise.race([waitForPing(port, 5_000, tls), died]);
   return child;
 }
 
@@ -120,11 +148,13 @@ async function spawnRedisOnFreePort(
   binary: string,
   args: (port: number) => Promise<readonly string[]> | readonly string[] = () => [],
   configFile?: string,
+  tls?: RedisTlsFiles,
 ): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     try {
-      return { child: await spawnRedis(binary, port, await args(port), configFile), port };
+      const child = await spawnRedis(binary, port, await args(port), configFile, tls);
+      return { child, port };
     } catch (err) {
       if (!(err instanceof RedisExitedEarly) || attempt >= 3) throw err;
     }
@@ -435,4 +465,52 @@ export function testRedisTier(sql: Sql, target: string | RedisTarget, prefix: st
     events: { invalidated: () => {}, resubscribed: () => {} },
     warn: () => {},
   });
+}
+
+// --- Redis over TLS ---
+
+/** A private TLS-only redis-server with a password, its certificate signed by a private CA. */
+export interface TlsRedis {
+  /** `rediss://:<password>@localhost:<port>`. */
+  readonly url: string;
+  readonly port: number;
+  readonly password: string;
+  /** PEM file of the CA that signed the server's certificate (for DNS:localhost, IP:127.0.0.1). */
+  readonly caFile: string;
+  /** Stops the server and removes its certificates. */
+  stop(): Promise<void>;
+}
+
+/**
+ * redis-server with `--port 0 --tls-port <free port>` (no plaintext listener at all) and
+ * `--requirepass`, using the CA and server certificate of certificates.ts; undefined after one
+ * printed line when redis-server is not on PATH (an error under CI).
+ */
+export async function startTlsRedis(): Promise<TlsRedis | undefined> {
+  const binary = redisServerOrSkip("Redis over TLS");
+  if (binary === undefined) return undefined;
+  const dir = await mkdtemp(join(tmpdir(), "latchkey-redis-tls-"));
+  try {
+    await makeTestPki(dir);
+    const server = pemFiles(dir, "localhost");
+    const caFile = pemFiles(dir, "client-ca").cert;
+    const tls = { cert: server.cert, key: server.key, ca: caFile };
+    const password = randomBytes(12).toString("hex");
+    const { child, port } = await spawnRedisOnFreePort(
+      binary,
+      () => ["--requirepass", password],
+      undefined,
+      tls,
+    );
+    return {
+      url: `rediss://:${password}@localhost:${port}`,
+      port,
+      password,
+      caFile,
+      stop: () => stopAll([child], dir),
+    };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
 }

@@ -127,7 +127,20 @@ describe("REDIS_URL and LATCHKEY_REDIS_CLUSTER_NODES (issue #11 item 6)", () => 
     expect(loadConfig({ REDIS_URL: "redis://127.0.0.1:6379/2" }).redis).toEqual({
       kind: "standalone",
       url: "redis://127.0.0.1:6379/2",
+      tls: false,
     });
+  });
+
+  it("rediss:// and valkeys://, in any case, are TLS; redis:// and valkey:// are not", () => {
+    const tlsOf = (url: string) => {
+      const r = loadConfig({ REDIS_URL: url }).redis;
+      return r?.kind === "standalone" ? r.tls : undefined;
+    };
+    expect(tlsOf("rediss://:pw@redis.internal:6380")).toBe(true);
+    expect(tlsOf("REDISS://redis.internal:6380")).toBe(true);
+    expect(tlsOf("valkeys://redis.internal:6380")).toBe(true);
+    expect(tlsOf("valkey://redis.internal:6379")).toBe(false);
+    expect(tlsOf("Redis://redis.internal:6379")).toBe(false);
   });
 
   it("reads a Sentinel set with credentials, database, TLS and a sentinel password", () => {

@@ -1,6 +1,7 @@
 import type { RedisTarget } from "../../config.js";
 import type { RateLimitRule, TokenRecord } from "../../domain/token-record.js";
 import { createRedisClient, type RedisClient, redisHealthy } from "../redis-client.js";
+import { redisConnectionWarning } from "../redis-connection-error.js";
 import { decodeRecord, encodeRecord } from "./record-codec.js";
 import { RedisKeys, runScript, SCRIPTS } from "./redis-scripts.js";
 import { ChangeSubscriber, changeMessage } from "./redis-subscriber.js";
@@ -68,8 +69,9 @@ export class RedisTier implements SharedTier {
     this.channel = this.keys.channel;
     this.sub = new ChangeSubscriber(options.target, this.channel, options.events, options.warn);
     this.clustered = this.cmd.isCluster;
-    this.cmd.on("error", () => {
-      // Reported through failed commands and readiness; ioredis reconnects on its own.
+    this.cmd.on("error", (err: unknown) => {
+      // ioredis reconnects on its own; readiness reports the outage, this line its cause.
+      options.warn(redisConnectionWarning(err), err);
     });
     this.cmd.on("ready", () => {
       void this.retryUndelivered();
