@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import postgres from "postgres";
 import { newAuditId } from "../domain/ids.js";
 import type { NewAuditEvent } from "./audit-repo.js";
 import { decodeCopyText, encodeAuditPrefix, esc } from "./copy-text.js";
@@ -63,7 +64,8 @@ const MAX_SPARE_BYTES = 8 << 20;
  * and promoted); the flush hands the bytes to COPY as they are. One write is in flight at a
  * time. A write that fails because the connection did (Postgres restarting, a socket reset, a
  * COPY whose completion never comes) keeps its bytes in front of the buffer and is retried with
- * a capped backoff; only a write Postgres refuses for its data is dropped. Memory is bounded:
+ * a capped backoff, and a retry of rows that did reach Postgres skips them (see writeBatch);
+ * only a batch Postgres refuses for its data is dropped. Memory is bounded:
  * when `maxBuffered` rows wait, new rows are dropped, counted in `dropped` (exposed in the
  * metrics) and reported through `onDropped`, instead of growing without limit.
  */
@@ -182,9 +184,7 @@ export class AuditWriter {
     let done = 0;
     try {
       for (const batch of batches) {
-        if (this.method === "copy" && Date.now() >= this.copyPausedUntilMs) {
-          await this.copy(batch.bytes);
-        } else await this.insert(batch.bytes);
+        await this.writeBatch(batch.bytes);
         this.written += batch.rows;
         done++;
         // COPY and INSERT have copied the bytes out by now: the buffer can take new rows.
@@ -194,18 +194,36 @@ export class AuditWriter {
     } catch (err) {
       this.schedule.failed();
       this.options.onError?.(err);
-      const left = batches.slice(done);
-      const leftRows = left.reduce((n, b) => n + b.rows, 0);
+      let left = batches.slice(done);
       if (err instanceof RetryableError) this.copyPausedUntilMs = Date.now() + 60_000;
       else if (!isRetryableDbError(err)) {
-        // Postgres refused the data itself: retrying would block every later row.
-        this.dropped += leftRows;
-        return;
+        // Postgres refused this batch's data: retrying it would block every later row. The
+        // batches behind it were never tried and go back for the retry.
+        this.dropped += left[0]?.rows ?? 0;
+        left = left.slice(1);
       }
       // The connection failed, not the data: the rows go back in front, ahead of newer ones.
       // The buffer may overflow its bound by one batch here rather than lose rows already taken.
       this.retry = left.concat(this.retry);
-      this.retryRows += leftRows;
+      this.retryRows += left.reduce((n, b) => n + b.rows, 0);
+    }
+  }
+
+  /**
+   * One batch by COPY, or by INSERT while COPY is paused. A batch may already be in Postgres:
+   * a write whose connection died after the server committed it but before its answer arrived
+   * is retried like any other, and its rows (same ids) then violate the primary key. COPY has
+   * no ON CONFLICT, so such a batch goes again by INSERT … ON CONFLICT DO NOTHING, which skips
+   * the rows that are there and writes the rest (an INSERT retry of a batch of more than one
+   * statement may have committed part of it).
+   */
+  private async writeBatch(bytes: Buffer): Promise<void> {
+    if (this.method !== "copy" || Date.now() < this.copyPausedUntilMs) return this.insert(bytes);
+    try {
+      await this.copy(bytes);
+    } catch (err) {
+      if (!(err instanceof postgres.PostgresError && err.code === "23505")) throw err;
+      await this.insert(bytes);
     }
   }
 
@@ -223,8 +241,10 @@ export class AuditWriter {
                            client_ip, method, path, request_id, details) FROM STDIN`.writable();
       stream.end(text);
       // postgres.js resolves the COPY when the server asks for data and reports completion
-      // only through the stream's finish; if the connection dies (or the server refuses the
-      // data) after the data was sent, finish never comes. Bounded, and retried.
+      // only through the stream's finish. Unpatched, a connection that died after the data was
+      // sent ended the stream neither way, and could later "finish" it for a COPY that was
+      // rolled back (scripts/patch-postgres.mjs now fails the stream instead). Still bounded,
+      // and retried, for a completion that never comes.
       await bounded(once(stream, "finish"), timeoutMs, "COPY completion");
       reusable = true;
     } catch (err) {
@@ -261,7 +281,7 @@ export class AuditWriter {
     const sql = this.options.sql;
     // 13 columns × 5 000 rows stays under Postgres' 65 535 parameters.
     for (let i = 0; i < values.length; i += 5_000) {
-      await sql`INSERT INTO audit_events ${sql(values.slice(i, i + 5_000))}`;
+      await sql`INSERT INTO audit_events ${sql(values.slice(i, i + 5_000))} ON CONFLICT DO NOTHING`;
     }
   }
 

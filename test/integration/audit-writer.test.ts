@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditWriter, type VerifyAuditRow } from "../../src/store/audit-writer.js";
-import { ensureAuditPartitions, type Sql } from "../../src/store/db.js";
+import { connect, ensureAuditPartitions, type Sql } from "../../src/store/db.js";
+import {
+  type CuttingProxy,
+  startCuttingProxy,
+  targetOf,
+  throughProxy,
+} from "../helpers/cutting-proxy.js";
 import { createTestDatabase } from "../helpers/postgres.js";
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -84,6 +90,89 @@ describe("AuditWriter", () => {
         await writer.flush();
       }
       expect((await rowsOf(org)).map((r) => r.request_id)).toEqual(expected);
+    } finally {
+      await writer.close();
+    }
+  });
+});
+
+// A connection that dies in the middle of a COPY, at a chosen protocol message (a proxy cuts
+// it; no timing involved): the rows reach Postgres exactly once, whichever side of the commit
+// the connection died on.
+describe("AuditWriter when the connection dies during a COPY", () => {
+  /** CopyDone: the client has sent the whole batch and waits for the server's answer. */
+  const COPY_DONE = Buffer.from([0x63, 0, 0, 0, 4]);
+  let proxy: CuttingProxy;
+  let cut: Sql;
+
+  beforeAll(async () => {
+    proxy = await startCuttingProxy(targetOf(db.url));
+    cut = connect(throughProxy(db.url, proxy), { max: 1 });
+    await cut`select 1`;
+  });
+
+  afterAll(async () => {
+    await cut.end({ timeout: 1 });
+    await proxy.close();
+  });
+
+  /** Pushes `n` rows of batch `batch` and returns their request ids. */
+  function pushRows(writer: AuditWriter, org: string, batch: number, n: number): string[] {
+    return Array.from({ length: n }, (_, i) => {
+      const r = row(org, batch, i, 10);
+      writer.push(r);
+      return r.requestId;
+    });
+  }
+
+  /** A writer on the proxied pool whose COPY timeout never fires within a test. */
+  function cutWriter(): AuditWriter {
+    return new AuditWriter({ sql: cut, flushIntervalMs: 60_000, copyTimeoutMs: 10_000 });
+  }
+
+  it("retries a batch the server never committed, even when the connection reopens at once", async () => {
+    // The COPY waits for its completion when the connection dies; the pool reopens that
+    // connection for the next statement. postgres.js 3.4.9 kept the COPY's completion callback
+    // on the connection and called it on the reopened connection's first answer, so the
+    // writer counted a rolled-back batch as written (scripts/patch-postgres.mjs, guard 3).
+    const org = "org-writer-cut-before-commit";
+    const writer = cutWriter();
+    try {
+      const expected = pushRows(writer, org, 0, 20);
+      proxy.arm((chunk) => chunk.includes(COPY_DONE));
+      const cuts = proxy.cuts;
+      const flushing = writer.flush();
+      await cut`select 1`; // queued behind the COPY's connection; runs once it reopens
+      await flushing;
+      expect(proxy.cuts).toBe(cuts + 1);
+      await writer.flush();
+      expect(writer.pending).toBe(0);
+      expect(writer.dropped).toBe(0);
+      expect((await rowsOf(org)).map((r) => r.request_id)).toEqual(expected);
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it("skips a batch the server committed but never confirmed, and writes the batches behind it", async () => {
+    // The server commits and its answer is lost with the connection: the retry of those rows
+    // (same ids) violates the primary key. Before, that dropped the batch together with every
+    // newer batch taken for the same write, rows that were never written.
+    const org = "org-writer-cut-after-commit";
+    const writer = cutWriter();
+    try {
+      const expected = pushRows(writer, org, 0, 20);
+      // CommandComplete of the COPY: tag "COPY 20".
+      proxy.armResponse((chunk) => chunk.includes("COPY 20"));
+      const cuts = proxy.cuts;
+      await writer.flush();
+      expect(proxy.cuts).toBe(cuts + 1);
+      expect(writer.pending).toBe(20);
+      expected.push(...pushRows(writer, org, 1, 30));
+      await writer.flush();
+      expect(writer.pending).toBe(0);
+      expect(writer.dropped).toBe(0);
+      expect((await rowsOf(org)).map((r) => r.request_id).sort()).toEqual(expected.sort());
     } finally {
       await writer.close();
     }
