@@ -1,6 +1,6 @@
 // Runs after `npm ci` / `npm install` (package.json "postinstall"): guards postgres.js 3.4.x
-// against two crashes of the whole process and one lost COPY when a connection dies at the
-// wrong moment.
+// against two crashes of the whole process, one lost COPY and one misdelivered error when a
+// connection dies at the wrong moment.
 //
 // 1. A closed socket inside a transaction (reproduced by
 // test/integration/batch-revoke-interrupted.test.ts): the server ends a session
@@ -40,7 +40,16 @@
 // emits "error" and the writer retries; a server error on the COPY (bad data) now arrives the
 // same way instead of never.
 //
-// Remove this script once a postgres.js release guards all three itself; it fails loudly if the
+// 4. A session the server ends (pg_terminate_backend, a restart, an idle-session timeout;
+// reproduced by test/integration/pg-terminated-session.test.ts): the server sends a FATAL
+// ErrorResponse and closes the socket without the ReadyForQuery that would deliver it. The
+// running statement gets CONNECTION_CLOSED, but the ErrorResponse stayed on the connection and
+// the first ReadyForQuery of its next session (the reconnect's) delivered it to whatever ran
+// first there: a later, unrelated statement failed with the dead session's 57P01, and the
+// reconnect skipped its array-types query. Upstream: porsager/postgres #1223 (open). The guard
+// drops a closed session's pending ErrorResponse with the socket.
+//
+// Remove this script once a postgres.js release guards all four itself; it fails loudly if the
 // driver's code no longer looks as expected.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -50,6 +59,7 @@ const MARK = "latchkey: guard against a closed socket";
 const TYPES_MARK = "latchkey: the array-types query may fail";
 const COPY_MARK = "latchkey: a COPY cut short fails its stream";
 const COPYFAIL_MARK = "latchkey: CopyFail only on a live socket";
+const SESSION_MARK = "latchkey: a closed session's error stays with it";
 const GUARDS = [
   {
     mark: MARK,
@@ -85,6 +95,16 @@ const GUARDS = [
     count: 2, // CopyInResponse and CopyBothResponse
     unguarded: "        socket.write(b().f().str(error + b.N).end())\n",
     guarded: `        socket && socket.write(b().f().str(error + b.N).end()) // ${COPYFAIL_MARK}
+`,
+  },
+  {
+    mark: SESSION_MARK,
+    unguarded: "    socket.removeAllListeners()\n    socket = null\n\n    if (initial)\n",
+    guarded: `    socket.removeAllListeners()
+    socket = null
+    errorResponse = null // ${SESSION_MARK} (scripts/patch-postgres.mjs)
+
+    if (initial)
 `,
   },
 ];
