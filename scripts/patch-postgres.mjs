@@ -112,8 +112,9 @@ const GUARDS = [
 // The package's "exports" hide package.json from require.resolve: find it where npm put it.
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "node_modules", "postgres");
 if (!existsSync(join(root, "package.json"))) {
+  // postgres is a production dependency: an install without it is broken, not unpatched.
   console.error(`patch-postgres: ${root} not found; nothing patched`);
-  process.exit(0);
+  process.exit(1);
 }
 const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 for (const file of ["src/connection.js", "cjs/src/connection.js", "cf/src/connection.js"]) {

@@ -70,8 +70,9 @@ export function unavailable(what: string, cause?: unknown): LatchkeyError {
  * A revocation by filter that storage stopped part-way. Each earlier transaction stays
  * committed, so a bare UNAVAILABLE would hide work that was done: the reason stays
  * STORAGE_UNAVAILABLE (clients that retry on it keep doing so), the metadata says how many
- * tokens were revoked (`revoked_count`) and, when any were, the `batch_id` their audit rows
- * carry, and the message says that repeating the same request revokes the rest.
+ * tokens latchkey saw revoked (`revoked_count`) and the `batch_id` their audit rows carry (a
+ * chunk whose COMMIT was cut may have landed too, with that id), and the message says that
+ * repeating the same request revokes the rest.
  */
 export function revocationInterrupted(
   revoked: number,
@@ -80,10 +81,9 @@ export function revocationInterrupted(
 ): LatchkeyError {
   const message =
     revoked === 0
-      ? "storage is unavailable: the batch revocation stopped before any token was revoked; repeating the same request revokes the matching tokens"
+      ? `storage is unavailable: the batch revocation (batch ${batchId}) stopped before latchkey saw any token revoked; repeating the same request revokes the matching tokens`
       : `storage became unavailable during the batch revocation, so it is partial: ${revoked} tokens were revoked (batch ${batchId}) before it stopped; repeating the same request revokes the rest`;
-  const metadata: Record<string, string> = { revoked_count: String(revoked) };
-  if (revoked > 0) metadata.batch_id = batchId;
+  const metadata = { revoked_count: String(revoked), batch_id: batchId };
   return new LatchkeyError(Code.Unavailable, "STORAGE_UNAVAILABLE", message, { cause, metadata });
 }
 

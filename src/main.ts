@@ -15,6 +15,7 @@ import { createVerifier } from "./services/verify/verifier.js";
 import { scheduleAuditRetention } from "./store/audit-retention.js";
 import { type DataDirLock, DataDirLockedError, lockDataDir } from "./store/data-dir-lock.js";
 import { connect, ensureAuditPartitions, isConnectionError, waitReachable } from "./store/db.js";
+import { unguardedDriverFiles } from "./store/driver-guards.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./store/embedded.js";
 import { MIGRATIONS_DIR, migrate } from "./store/migrate.js";
 import { routeGrpcLogs } from "./transport/grpc/server.js";
@@ -40,6 +41,14 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw err;
+  }
+  const unguarded = unguardedDriverFiles();
+  if (unguarded.length > 0) {
+    process.stderr.write(
+      `latchkey: postgres.js is installed without latchkey's guards (${unguarded.join(", ")}); ` +
+        "an install with --ignore-scripts skips them: run `node scripts/patch-postgres.mjs`\n",
+    );
+    process.exit(1);
   }
   const log = createLogger(config.logLevel);
   routeGrpcLogs(log);

@@ -107,6 +107,18 @@ function watch(address: string, token: string | undefined, cursor = "") {
   };
 }
 
+/**
+ * A stream of `token`'s that is known to be open (it streamed a sentinel revocation), so what
+ * follows happens to a running stream rather than racing its opening.
+ */
+async function opened(address: string, token: string): Promise<ReturnType<typeof watch>> {
+  const sentinel = await insertToken(db.sql, { orgId: "org-w" });
+  const s = watch(address, token, await headCursor(db.sql));
+  await revoke(sentinel.id, "the stream is open");
+  expect((await s.next()).tokenId).toBe(sentinel.id);
+  return s;
+}
+
 /** A Timestamp as epoch milliseconds (undefined when unset). */
 function millis(t: Timestamp | undefined): number | undefined {
   return t === undefined ? undefined : timestampMs(t);
@@ -220,16 +232,25 @@ describe("WatchRevocations scope and refusals", () => {
 
   it("ends when the watcher's own token is revoked: its revocation first, then UNAUTHENTICATED", async () => {
     const own = await insertToken(db.sql, { orgId: "org-w", permissions: ["tokens:watch"] });
-    const sentinel = await insertToken(db.sql, { orgId: "org-w" });
-    const s = watch(one.server.grpcAddress, own.secret, await headCursor(db.sql));
-    await revoke(sentinel.id, "the stream is open");
-    expect((await s.next()).tokenId).toBe(sentinel.id); // opened while its token was valid
+    const s = await opened(one.server.grpcAddress, own.secret);
     await revoke(own.id, "watcher leaked");
     const last = await s.next();
     expect([last.tokenId, last.reason]).toEqual([own.id, "watcher leaked"]);
     const f = failureOf(await s.next().catch((e: unknown) => e));
     expect([f.code, f.reason]).toEqual([grpc.status.UNAUTHENTICATED, "TOKEN_REVOKED"]);
     s.kill();
+  });
+
+  it("does not open for a token revoked just before, even while this instance still holds it", async () => {
+    const own = await insertToken(db.sql, { orgId: "org-w", permissions: ["tokens:watch"] });
+    (await opened(one.server.grpcAddress, own.secret)).kill(); // the instance now holds it
+    // Revoked in Postgres only (no cache is told): the next stream may authenticate from the
+    // record this instance holds, and the revocation lies before the log position it starts at.
+    await revoke(own.id, "revoked meanwhile");
+    const again = watch(one.server.grpcAddress, own.secret);
+    const f = failureOf(await again.next().catch((e: unknown) => e));
+    expect([f.code, f.reason]).toEqual([grpc.status.UNAUTHENTICATED, "TOKEN_REVOKED"]);
+    again.kill();
   });
 
   it("ends when the watcher's token expires, or loses tokens:watch", async () => {
@@ -244,10 +265,7 @@ describe("WatchRevocations scope and refusals", () => {
     s.kill();
 
     const narrowed = await insertToken(db.sql, { orgId: "org-w", permissions: ["tokens:watch"] });
-    const sentinel = await insertToken(db.sql, { orgId: "org-w" });
-    const n = watch(one.server.grpcAddress, narrowed.secret, await headCursor(db.sql));
-    await revoke(sentinel.id, "the stream is open");
-    expect((await n.next()).tokenId).toBe(sentinel.id);
+    const n = await opened(one.server.grpcAddress, narrowed.secret);
     await db.sql`UPDATE tokens SET permissions = '{tokens:read}' WHERE id = ${narrowed.id}`;
     const g = failureOf(await n.next().catch((e: unknown) => e));
     expect([g.code, g.metadata.permission]).toEqual([

@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TOKENS_WATCH } from "../../domain/permissions.js";
+import { hashToken } from "../../domain/token-format.js";
 import { type CompiledRecord, compileRecord } from "../../domain/token-record.js";
 import { decide } from "../../domain/verify-decision.js";
 import { invalidArgument, unavailable } from "../../errors.js";
@@ -82,10 +83,9 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 
 /**
  * The watcher's own token, held for the life of its stream: the stream ends with the error
- * an admin call would get the moment the token would no longer be accepted (revoked,
- * expired, a rotation's grace over, `tokens:watch` or the peer's address no longer allowed).
- * Opening the stream was its one use: a use-limited watcher is not refused for the use it
- * spent on opening.
+ * an admin call would get the moment the token is revoked, expires, ends a rotation's grace,
+ * or loses `tokens:watch` or the peer's address. Opening the stream was its one use: uses
+ * spent elsewhere later do not end it (they are not token changes the log carries).
  */
 class WatcherToken {
   constructor(
@@ -129,15 +129,16 @@ export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevoca
       throw unavailable("token event log", err);
     }
   };
-  /** The watcher's token changed (its event was just streamed): judge it as stored now. */
-  const reread = async (own: WatcherToken, e: TokenEvent): Promise<void> => {
-    const stored = await storage(loadTokenByHash(sql, e.secretHash, Date.now()));
+  /** Judges the watcher's token as stored now (after an event about it, or at the start). */
+  const reread = async (own: WatcherToken, secretHash: Uint8Array): Promise<void> => {
+    const stored = await storage(loadTokenByHash(sql, secretHash, Date.now()));
     own.replace(stored === undefined ? undefined : compileRecord(stored));
     own.check(Date.now());
   };
   return {
     async *watchRevocations(req, ctx) {
-      const record = await verifyPresented(verifier, ctx, bearerToken(ctx), TOKENS_WATCH, "admin");
+      const bearer = bearerToken(ctx);
+      const record = await verifyPresented(verifier, ctx, bearer, TOKENS_WATCH, "admin");
       const caller = callerFrom(record, ctx);
       const own = new WatcherToken(compileRecord(record), ctx.peerAddress);
       if (req.cursor !== "" && !isCursor(req.cursor)) {
@@ -151,6 +152,10 @@ export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevoca
           { field: "cursor", description: "lies beyond the end of the revocation log" },
         ]);
       }
+      // The authentication may have used a record up to a second old, and a change committed
+      // before `head` is not in the stream: judge the token as stored now, so that only
+      // changes after `head` are left to the events.
+      await reread(own, hashToken(bearer));
       let cursor = req.cursor === "" ? head : req.cursor;
       const orgId = caller.isPlatform ? undefined : caller.orgId;
       while (!ctx.signal.aborted) {
@@ -160,7 +165,7 @@ export function createWatchHandler(deps: WatchDeps): Pick<Handlers, "watchRevoca
           cursor = e.cursor;
           const kind = STREAMED.get(e.kind);
           if (kind !== undefined) yield message(e, kind);
-          if (e.tokenId === own.id) await reread(own, e);
+          if (e.tokenId === own.id) await reread(own, e.secretHash);
         }
         if (events.length < PAGE) await pause(pollMs, ctx.signal);
       }

@@ -356,7 +356,8 @@ export const ReleaseSlotResponseSchema: GenMessage<ReleaseSlotResponse> = /*@__P
 /**
  * WatchRevocationsRequest opens a stream of revocations. The caller authenticates with
  * `authorization: Bearer <token>` and sees only its own org. The stream ends with the admin
- * error of its token (UNAUTHENTICATED, PERMISSION_DENIED) once that token would be refused.
+ * error of its token (UNAUTHENTICATED, PERMISSION_DENIED) once that token is revoked, expires,
+ * ends a rotation's grace, or loses `tokens:watch` or the caller's address.
  *
  * @generated from message latchkey.v1.WatchRevocationsRequest
  */
