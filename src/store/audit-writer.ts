@@ -1,8 +1,8 @@
-import { once } from "node:events";
 import postgres from "postgres";
 import { newAuditId } from "../domain/ids.js";
+import { copyAuditBatch, insertAuditBatch } from "./audit-batch.js";
 import type { NewAuditEvent } from "./audit-repo.js";
-import { decodeCopyText, encodeAuditPrefix, esc } from "./copy-text.js";
+import { encodeAuditPrefix, esc } from "./copy-text.js";
 import type { Sql } from "./db.js";
 import { FlushSchedule, flushWithin } from "./flush-schedule.js";
 import { isRetryableDbError, RetryableError } from "./pg-errors.js";
@@ -218,70 +218,17 @@ export class AuditWriter {
    * statement may have committed part of it).
    */
   private async writeBatch(bytes: Buffer): Promise<void> {
-    if (this.method !== "copy" || Date.now() < this.copyPausedUntilMs) return this.insert(bytes);
+    const sql = this.options.sql;
+    if (this.method !== "copy" || Date.now() < this.copyPausedUntilMs) {
+      return insertAuditBatch(sql, bytes);
+    }
     try {
-      await this.copy(bytes);
+      await copyAuditBatch(sql, bytes, this.options.copyTimeoutMs ?? 5_000, () => {
+        this.abandoned++;
+      });
     } catch (err) {
       if (!(err instanceof postgres.PostgresError && err.code === "23505")) throw err;
-      await this.insert(bytes);
-    }
-  }
-
-  private async copy(text: Buffer): Promise<void> {
-    // COPY runs on a reserved connection: on a pooled one postgres.js may pipeline another
-    // query onto the connection while it is in copy-in mode, and Postgres then drops the
-    // connection ("protocol synchronization was lost"), failing verifications that shared it.
-    const timeoutMs = this.options.copyTimeoutMs ?? 5_000;
-    const reserving = this.options.sql.reserve();
-    const reserved = await bounded(reserving, timeoutMs, "reserving a connection for COPY");
-    let reusable = false;
-    try {
-      const stream = await reserved`
-        COPY audit_events (id, time, org_id, actor_id, action, token_id, decision, code,
-                           client_ip, method, path, request_id, details) FROM STDIN`.writable();
-      stream.end(text);
-      // postgres.js resolves the COPY when the server asks for data and reports completion
-      // only through the stream's finish. Unpatched, a connection that died after the data was
-      // sent ended the stream neither way, and could later "finish" it for a COPY that was
-      // rolled back (scripts/patch-postgres.mjs now fails the stream instead). Still bounded,
-      // and retried, for a completion that never comes.
-      await bounded(once(stream, "finish"), timeoutMs, "COPY completion");
-      reusable = true;
-    } catch (err) {
-      // A server error leaves the connection usable; a connection error or a timeout may not.
-      reusable = !(err instanceof RetryableError) && !isRetryableDbError(err);
-      throw err;
-    } finally {
-      // postgres.js puts a released connection back among the open ones even when it closed
-      // meanwhile, and the next query on it throws from a timer (an uncaught TypeError, which
-      // kills the process). A connection that failed is left to the pool's own reconnect
-      // (a closed one is already back in its closed queue), at worst one wedged slot leaked.
-      if (reusable) reserved.release();
-      else this.abandoned++;
-    }
-  }
-
-  /** The INSERT fallback: the batch's COPY text decoded back into rows. */
-  private async insert(text: Buffer): Promise<void> {
-    const values = decodeCopyText(text.toString("utf8")).map((f) => ({
-      id: f[0] ?? "",
-      time: new Date(f[1] ?? 0),
-      org_id: f[2] ?? "",
-      actor_id: f[3] ?? "",
-      action: f[4] ?? "",
-      token_id: f[5] ?? "",
-      decision: Number(f[6]),
-      code: f[7] ?? "",
-      client_ip: f[8] ?? "",
-      method: f[9] ?? "",
-      path: f[10] ?? "",
-      request_id: f[11] ?? "",
-      details: f[12] ?? null,
-    }));
-    const sql = this.options.sql;
-    // 13 columns × 5 000 rows stays under Postgres' 65 535 parameters.
-    for (let i = 0; i < values.length; i += 5_000) {
-      await sql`INSERT INTO audit_events ${sql(values.slice(i, i + 5_000))} ON CONFLICT DO NOTHING`;
+      await insertAuditBatch(sql, bytes);
     }
   }
 
@@ -321,34 +268,6 @@ export class AuditWriter {
       this.take();
       this.options.onDropped?.();
     }
-  }
-}
-
-/**
- * `p`, or a RetryableError after `ms`. A value that arrives late is a reserved connection
- * nobody will use: it is released then (close-safe: it was open when it arrived).
- */
-async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let late = false;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      late = true;
-      reject(new RetryableError(`${what} did not complete in ${ms} ms`));
-    }, ms);
-  });
-  p.then(
-    (v) => {
-      if (late && typeof v === "function" && "release" in v && typeof v.release === "function") {
-        v.release();
-      }
-    },
-    () => {},
-  );
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
